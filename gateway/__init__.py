@@ -1,0 +1,1 @@
+"""The RSafe gateway: an OpenAI-compatible proxy that moderates requests and responses."""

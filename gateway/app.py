@@ -1,0 +1,111 @@
+"""`create_app(settings)`: the routes, the middleware and the lifespan. Nothing else."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+
+import structlog
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway import routes
+from gateway.errors import GatewayError, MethodNotAllowed, NotFound
+from gateway.service import Gateway
+from gateway.settings import Settings
+from gateway.upstream import Upstream
+from guard.verdict import Guard
+
+log = structlog.get_logger("rsafe.gateway")
+
+
+class RequestIdMiddleware:
+    """Pure ASGI: a request id per request (bound to the log context), echoed as `x-request-id`;
+    requests counted by route and status."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = "req_" + uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        header = (b"x-request-id", request_id.encode())
+        status = 0
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                gateway: Gateway | None = getattr(scope["app"].state, "gateway", None)
+                if gateway is not None:
+                    route = scope.get("route")
+                    name = getattr(route, "name", None) or "unmatched"
+                    gateway.metrics.requests.labels(name, str(status or 500)).inc()
+
+
+async def _gateway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    if exc.status >= 500:
+        log.warning("request_failed", status=exc.status, error=exc.message, path=request.url.path)
+    return exc.response()
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return NotFound(f"unknown route {request.method} {request.url.path}").response()
+    if exc.status_code == 405:
+        return MethodNotAllowed(f"method {request.method} is not allowed on {request.url.path}").response()
+    return GatewayError(str(exc.detail)).response()
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled_error", path=request.url.path)
+    return GatewayError("the gateway failed while handling the request").response()
+
+
+def create_app(settings: Settings, *, upstream: Upstream | None = None, guard: Guard | None = None) -> Starlette:
+    """`upstream` and `guard` can be injected (tests, embedding); by default they come from settings."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        gateway = Gateway(settings, upstream=upstream, guard=guard)
+        app.state.gateway = gateway
+        await gateway.start()
+        log.info(
+            "gateway_started", policies=str(settings.policies), version=gateway.policies.version,
+            guard=getattr(gateway.moderator.model_guard, "name", None),
+        )
+        try:
+            yield
+        finally:
+            await gateway.aclose()
+
+    return Starlette(
+        routes=[
+            Route("/v1/chat/completions", routes.chat_completions, methods=["POST"], name="chat_completions"),
+            Route("/v1/models", routes.models, methods=["GET"], name="models"),
+            Route("/healthz", routes.healthz, methods=["GET"], name="healthz"),
+            Route("/readyz", routes.readyz, methods=["GET"], name="readyz"),
+            Route("/metrics", routes.metrics, methods=["GET"], name="metrics"),
+        ],
+        middleware=[Middleware(RequestIdMiddleware)],
+        exception_handlers={GatewayError: _gateway_error, HTTPException: _http_error, Exception: _unexpected},
+        lifespan=lifespan,
+    )

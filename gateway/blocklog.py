@@ -1,0 +1,100 @@
+"""The block log: one JSON line per decision that is not a plain allow.
+
+Written through structlog to a size-rotated file. The write itself happens on a
+`QueueListener` thread, so a slow disk never stalls the event loop. Content is
+never written unless the operator turns `log_content` on; otherwise a SHA-256
+prefix and the length identify it. Keys (upstream or gateway) never reach it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import logging.handlers
+import queue
+from pathlib import Path
+from typing import Any
+
+import orjson
+import structlog
+
+from gateway.pipeline import Decision
+
+MAX_REASONING_CHARS = 4000
+
+
+def _orjson_dumps(obj: Any, **_: Any) -> str:
+    return orjson.dumps(obj, default=str).decode()
+
+
+def content_digest(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:16]
+
+
+class BlockLog:
+    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        self._queue: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        self._listener = logging.handlers.QueueListener(self._queue, handler)
+        self._handler = handler
+        self._stdlib = logging.Logger(f"rsafe.blocklog.{id(self)}", logging.INFO)
+        self._stdlib.addHandler(logging.handlers.QueueHandler(self._queue))
+        self._stdlib.propagate = False
+        self._log = structlog.wrap_logger(
+            self._stdlib,
+            processors=[
+                structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+                structlog.processors.JSONRenderer(serializer=_orjson_dumps),
+            ],
+        )
+        self._listener.start()
+
+    def record(
+        self,
+        decision: Decision,
+        *,
+        request_id: str,
+        route: str,
+        model: str | None,
+        key_id: str | None,
+        content: str,
+        log_content: bool,
+        policy_version: str,
+    ) -> None:
+        event: dict[str, Any] = {
+            "request_id": request_id,
+            "route": route,
+            "key_id": key_id,
+            "model": model,
+            "direction": decision.direction.value,
+            "decision": "error" if decision.error and decision.action != "allow" else decision.action,
+            "action": decision.action,
+            "policies": decision.policy_ids,
+            "outcomes": [
+                {"policy": o.policy_id, "action": o.action, "reason": o.reason, "score": o.score}
+                for o in decision.outcomes
+            ],
+            "checked": decision.checked,
+            "fail_open": decision.fail_open,
+            "guard": decision.backend,
+            "decided_by": decision.decided_by,
+            "latency_ms": round(decision.latency_ms, 3),
+            "error": decision.error,
+            "truncated": decision.truncated,
+            "cached": decision.cached,
+            "policy_version": policy_version,
+            "content_sha256": content_digest(content),
+            "content_len": len(content),
+        }
+        if decision.reasoning:
+            event["reasoning"] = decision.reasoning[:MAX_REASONING_CHARS]
+        if log_content:
+            event["content"] = content
+        self._log.info("decision", **event)
+
+    def close(self) -> None:
+        self._listener.stop()
+        self._handler.close()

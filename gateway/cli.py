@@ -1,0 +1,160 @@
+"""The `rsafe` command: serve the gateway, check a text, validate policies.
+
+Every `serve` option is also an `RSAFE_*` environment variable (see gateway/settings.py);
+a flag given on the command line wins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from guard.errors import GuardEngineError
+from guard.policies import Direction, PolicySet
+
+app = typer.Typer(help="RSafe Gateway: an OpenAI-compatible guard gateway.", no_args_is_help=True, add_completion=False)
+policies_app = typer.Typer(help="Work with policies.yaml.", no_args_is_help=True)
+app.add_typer(policies_app, name="policies")
+
+EXIT_BLOCKED = 3
+
+
+def _settings(**overrides: object):
+    from gateway.settings import Settings
+
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def configure_logging(level: str) -> None:
+    import structlog
+
+    logging.basicConfig(level=level.upper(), format="%(message)s", stream=sys.stderr)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[Optional[str], typer.Option(help="Bind address [RSAFE_HOST, default 127.0.0.1]")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port [RSAFE_PORT, default 8080]")] = None,
+    policies: Annotated[Optional[Path], typer.Option(help="Policies file [RSAFE_POLICIES]")] = None,
+    upstream: Annotated[Optional[str], typer.Option(help="Default upstream base URL [RSAFE_UPSTREAM]")] = None,
+    block_log: Annotated[Optional[Path], typer.Option(help="Block log path [RSAFE_BLOCK_LOG]")] = None,
+    guard: Annotated[Optional[str], typer.Option(help="Guard backend override [RSAFE_GUARD]")] = None,
+    guard_url: Annotated[Optional[str], typer.Option(help="Reasoning guard server URL [RSAFE_GUARD_URL]")] = None,
+    guard_model: Annotated[Optional[str], typer.Option(help="Reasoning guard model name [RSAFE_GUARD_MODEL]")] = None,
+    log_level: Annotated[Optional[str], typer.Option(help="debug|info|warning|error [RSAFE_LOG_LEVEL]")] = None,
+) -> None:
+    """Serve the gateway."""
+    import uvicorn
+
+    from gateway.app import create_app
+
+    try:
+        settings = _settings(
+            host=host, port=port, policies=policies, upstream=upstream, block_log=block_log,
+            guard=guard, guard_url=guard_url, guard_model=guard_model, log_level=log_level,
+        )
+        PolicySet.load(settings.policies)  # fail fast with the file:line message
+    except GuardEngineError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
+        access_log=False, timeout_graceful_shutdown=5,
+    )
+
+
+@app.command()
+def check(
+    text: Annotated[str, typer.Argument(help="The text to moderate ('-' reads standard input)")],
+    role: Annotated[Direction, typer.Option(help="input (a user message) or output (a model reply)")] = Direction.INPUT,
+    policies: Annotated[Path, typer.Option(help="Policies file")] = Path("policies.yaml"),
+    guard: Annotated[Optional[str], typer.Option(help="Guard backend (default: the file's)")] = None,
+    guard_url: Annotated[Optional[str], typer.Option(help="Reasoning guard server URL")] = None,
+    guard_model: Annotated[Optional[str], typer.Option(help="Reasoning guard model name")] = None,
+    context: Annotated[str, typer.Option(help="For --role output: the user message it answers")] = "",
+) -> None:
+    """Moderate one text; prints the decision as JSON. Exit 0 when allowed, 3 when blocked."""
+    if text == "-":
+        text = sys.stdin.read()
+    try:
+        settings = _settings(policies=policies, guard=guard, guard_url=guard_url, guard_model=guard_model)
+        decision = asyncio.run(_check_once(settings, role, text, context))
+    except GuardEngineError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(json.dumps(decision, indent=2))
+    raise typer.Exit(EXIT_BLOCKED if decision["decision"] == "block" else 0)
+
+
+async def _check_once(settings, role: Direction, text: str, context: str) -> dict:
+    from gateway.pipeline import Moderator
+    from gateway.service import make_guard
+    from guard.verdict import Turn
+
+    policy_set = PolicySet.load(settings.policies)
+    moderator = Moderator(make_guard(settings, policy_set), policy_set.settings.guard.timeout_s)
+    try:
+        if role is Direction.OUTPUT:
+            turns = ((Turn("user", context),) if context else ()) + (Turn("assistant", text),)
+        else:
+            turns = (Turn("user", text),)
+        d = await moderator.check(policy_set, role, turns, [text])
+    finally:
+        await moderator.aclose()
+    return {
+        "decision": d.action,
+        "direction": role.value,
+        "policies": [
+            {"policy": o.policy_id, "action": o.action, "reason": o.reason, "score": o.score} for o in d.outcomes
+        ],
+        "checked": d.checked,
+        "rewritten": d.rewrites.get(0),
+        "message": d.message() or None,
+        "guard": d.backend or None,
+        "decided_by": d.decided_by,
+        "reasoning": d.reasoning,
+        "error": d.error,
+        "latency_ms": round(d.latency_ms, 3),
+        "policy_version": policy_set.version,
+    }
+
+
+@policies_app.command("validate")
+def policies_validate(path: Annotated[Path, typer.Argument(help="Policies file")] = Path("policies.yaml")) -> None:
+    """Validate a policies file; exit 1 with file:line: field messages when it is invalid."""
+    try:
+        ps = PolicySet.load(path)
+    except GuardEngineError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+    counts = {d.value: len(ps.active(d)) for d in Direction}
+    typer.echo(
+        f"{path}: OK - {len(ps.policies)} policies (version {ps.version}); "
+        f"active on input: {counts['input']}, on output: {counts['output']}; guard: {ps.settings.guard.backend}"
+    )
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

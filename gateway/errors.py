@@ -1,0 +1,107 @@
+"""Every error the gateway returns, each knowing its HTTP status and OpenAI error code.
+
+    GatewayError                    -> {"error": {"message", "type", "param", "code"}}
+    ├── BadRequest          400  invalid_request_error
+    │   └── ContentBlocked  400  code=content_filter, param=<policy id>, x-should-retry: false
+    ├── Unauthorized        401  invalid_api_key
+    ├── NotFound            404  not_found
+    ├── MethodNotAllowed    405
+    ├── PayloadTooLarge     413
+    ├── UpstreamError       502  upstream_error       (refused, 5xx, unreadable reply)
+    └── UpstreamTimeout     504  upstream_timeout
+
+Lower-level errors (httpx, JSON, litellm) are translated to these at one boundary
+(`gateway/upstream.py`, `gateway/app.py`), with `raise ... from exc`.
+"""
+
+from __future__ import annotations
+
+import orjson
+from starlette.responses import Response
+
+
+class GatewayError(Exception):
+    status = 500
+    type = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+    def response(self, extra_headers: dict[str, str] | None = None) -> Response:
+        headers = {**self.headers(), **(extra_headers or {})}
+        return Response(orjson.dumps(self.body()), self.status, headers, media_type="application/json")
+
+
+class BadRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class ContentBlocked(BadRequest):
+    code = "content_filter"
+
+    def headers(self) -> dict[str, str]:
+        # SDKs retry on their own; a policy block must never be retried.
+        return {"x-should-retry": "false"}
+
+
+class Unauthorized(GatewayError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class NotFound(GatewayError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class UpstreamError(GatewayError):
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+
+
+class UpstreamTimeout(GatewayError):
+    status = 504
+    type = "upstream_error"
+    code = "upstream_timeout"
+
+
+class UpstreamStatusError(GatewayError):
+    """The upstream answered with a 4xx: relay its status and error body as they are."""
+
+    type = "upstream_error"
+
+    def __init__(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+        super().__init__(f"upstream returned HTTP {status}")
+        self.status = status
+        self.raw = body
+        self.content_type = content_type
+
+    def response(self, extra_headers: dict[str, str] | None = None) -> Response:
+        return Response(self.raw, self.status, extra_headers or {}, media_type=self.content_type)

@@ -1,0 +1,200 @@
+"""The moderation pipeline: run the guards on a slice, merge verdicts into one decision.
+
+Two judges run side by side on every check:
+- the configured model guard (embedded, rsafe, cascade...) for `engine: model` policies,
+- the patterns guard, per piece of text, for `engine: patterns` policies (it knows spans,
+  which is what `rewrite: redact` needs).
+
+Rules that never bend:
+- A guard that raises, times out, or leaves a policy out of its verdict has *not* passed
+  that policy: its `failure_mode` applies (closed = treated as violated; open = passed,
+  and recorded as a fail-open, never as a plain pass).
+- Precedence when several policies fire: block > rewrite > flag > allow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from guard.patterns import PatternsGuard, redact
+from guard.policies import Action, Direction, FailureMode, Policy, PolicySet
+from guard.verdict import CheckRequest, Guard, Span, Turn, Verdict
+
+_RANK = {"allow": 0, "flag": 1, "rewrite": 2, "block": 3}
+
+
+@dataclass(slots=True)
+class PolicyOutcome:
+    policy_id: str
+    action: str  # what happened for this policy: block | rewrite | flag | fail_open
+    reason: str  # violated | guard_error
+    score: float | None = None
+
+
+@dataclass(slots=True)
+class Decision:
+    direction: Direction
+    action: str = "allow"  # allow | flag | rewrite | block
+    outcomes: list[PolicyOutcome] = field(default_factory=list)
+    checked: list[str] = field(default_factory=list)
+    blocking: Policy | None = None
+    rewrites: dict[int, str] = field(default_factory=dict)  # piece index -> new text
+    backend: str = ""
+    decided_by: str | None = None
+    reasoning: str | None = None
+    latency_ms: float = 0.0
+    error: str | None = None
+    truncated: bool = False
+    cached: bool = False
+
+    @property
+    def blocked(self) -> bool:
+        return self.action == "block"
+
+    @property
+    def policy_ids(self) -> list[str]:
+        return [o.policy_id for o in self.outcomes]
+
+    @property
+    def fail_open(self) -> list[str]:
+        return [o.policy_id for o in self.outcomes if o.action == "fail_open"]
+
+    @property
+    def notable(self) -> bool:
+        """Worth a block-log line even when the request went through."""
+        return self.action != "allow" or bool(self.outcomes) or self.error is not None
+
+    def message(self) -> str:
+        return self.blocking.message if self.blocking else ""
+
+
+class Moderator:
+    """Judges one direction of one request against the policies in force."""
+
+    def __init__(self, model_guard: Guard | None, timeout_s: float) -> None:
+        self.model_guard = model_guard
+        self.patterns = PatternsGuard()
+        self.timeout_s = timeout_s
+
+    async def aclose(self) -> None:
+        if self.model_guard is not None:
+            await self.model_guard.aclose()
+
+    async def check(
+        self,
+        policies: PolicySet,
+        direction: Direction,
+        conversation: tuple[Turn, ...],
+        pieces: Sequence[str],
+        *,
+        model: str | None = None,
+        key_id: str | None = None,
+    ) -> Decision:
+        start = time.perf_counter()
+        active = policies.active(direction, model, key_id)
+        model_policies = tuple(p for p in active if p.engine == "model")
+        pattern_policies = tuple(p for p in active if p.engine == "patterns")
+        decision = Decision(direction, checked=[p.id for p in active])
+
+        model_task = None
+        if model_policies and conversation:
+            model_task = asyncio.ensure_future(
+                self._judge(CheckRequest(direction, conversation, model_policies, policies.version))
+            )
+        try:
+            if pattern_policies:
+                self._apply_patterns(decision, pattern_policies, pieces)
+            if model_task is not None:
+                verdict, error = await model_task
+                self._apply_model(decision, model_policies, verdict, error, len(pieces))
+        finally:
+            if model_task is not None and not model_task.done():
+                model_task.cancel()
+        decision.latency_ms = (time.perf_counter() - start) * 1000
+        return decision
+
+    async def _judge(self, request: CheckRequest) -> tuple[Verdict | None, str | None]:
+        assert self.model_guard is not None
+        try:
+            verdict = await asyncio.wait_for(self.model_guard.check(request), self.timeout_s)
+        except asyncio.TimeoutError:
+            return None, f"guard timed out after {self.timeout_s:g}s"
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any guard failure is a failure mode, never a pass
+            return None, f"guard failed: {type(exc).__name__}: {exc}"
+        if not isinstance(verdict, Verdict):
+            return None, f"guard returned {type(verdict).__name__}, not a Verdict"
+        return verdict, None
+
+    def _apply_patterns(self, decision: Decision, policies: tuple[Policy, ...], pieces: Sequence[str]) -> None:
+        for index, text in enumerate(pieces):
+            spans_by_policy = self.patterns.scan(policies, text)
+            redactions: list[Span] = []
+            for policy in policies:
+                spans = spans_by_policy.get(policy.id, ())
+                if not spans:
+                    continue
+                self._violate(decision, policy, "violated", 1.0)
+                if policy.action is Action.REWRITE and policy.rewrite == "redact":
+                    redactions.extend(spans)
+                elif policy.action is Action.REWRITE:
+                    decision.rewrites[index] = policy.message
+            if redactions and index not in decision.rewrites:
+                decision.rewrites[index] = redact(text, redactions)
+
+    def _apply_model(
+        self,
+        decision: Decision,
+        policies: tuple[Policy, ...],
+        verdict: Verdict | None,
+        error: str | None,
+        n_pieces: int,
+    ) -> None:
+        if verdict is not None:
+            decision.backend = verdict.backend
+            decision.decided_by = verdict.decided_by or verdict.backend
+            decision.reasoning = verdict.reasoning
+            decision.truncated = verdict.truncated
+            decision.cached = verdict.cached
+        else:
+            decision.backend = getattr(self.model_guard, "name", "")
+        missing = [p.id for p in policies if verdict is not None and p.id not in verdict.results]
+        if error is None and missing:
+            error = f"guard gave no verdict for {', '.join(missing)}"
+        decision.error = error
+        for policy in policies:
+            result = verdict.results.get(policy.id) if verdict is not None else None
+            if result is None:
+                if policy.failure_mode is FailureMode.OPEN:
+                    decision.outcomes.append(PolicyOutcome(policy.id, "fail_open", "guard_error"))
+                else:
+                    self._violate(decision, policy, "guard_error", None)
+                    if policy.action is Action.REWRITE:
+                        self._replace_all(decision, policy, n_pieces)
+                continue
+            if result.violated:
+                self._violate(decision, policy, "violated", result.score)
+                if policy.action is Action.REWRITE:
+                    self._replace_all(decision, policy, n_pieces)
+
+    @staticmethod
+    def _replace_all(decision: Decision, policy: Policy, n_pieces: int) -> None:
+        for index in range(n_pieces):
+            decision.rewrites[index] = policy.message
+
+    @staticmethod
+    def _violate(decision: Decision, policy: Policy, reason: str, score: float | None) -> None:
+        action = policy.action.value
+        # A redaction that failed cannot know its spans: closing means blocking.
+        if reason == "guard_error" and policy.action is Action.REWRITE and policy.rewrite == "redact":
+            action = "block"
+        if not any(o.policy_id == policy.id for o in decision.outcomes):
+            decision.outcomes.append(PolicyOutcome(policy.id, action, reason, score))
+        if _RANK[action] > _RANK[decision.action]:
+            decision.action = action
+        if action == "block" and decision.blocking is None:
+            decision.blocking = policy

@@ -1,0 +1,92 @@
+"""The policies in force, reloaded when `policies.yaml` changes.
+
+An invalid edit is rejected with the validation message (file:line: field) in the
+log and in `/readyz`; the gateway keeps serving the last good version. When the
+`settings.guard` section changes, a new guard is built off the event loop and
+swapped in; the old one is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import structlog
+
+from guard.errors import GuardEngineError
+from guard.policies import PolicySet
+
+log = structlog.get_logger("rsafe.policies")
+
+OnChange = Callable[[PolicySet, PolicySet], Awaitable[None]]
+
+
+class PolicyStore:
+    def __init__(self, path: Path, poll_s: float = 1.0) -> None:
+        self.path = path
+        self.poll_s = poll_s
+        self.current = PolicySet.load(path)  # start-up: an invalid file is fatal
+        self.loaded_at = time.time()
+        self.last_error: str | None = None
+        self.reloads = {"ok": 0, "rejected": 0}
+        self._stamp = self._mtime()
+        self._task: asyncio.Task[None] | None = None
+        self._on_change: list[OnChange] = []
+
+    def on_change(self, callback: OnChange) -> None:
+        self._on_change.append(callback)
+
+    def _mtime(self) -> tuple[float, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_mtime, st.st_size)
+
+    async def reload_if_changed(self) -> bool:
+        stamp = self._mtime()
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        try:
+            new = await asyncio.to_thread(PolicySet.load, self.path)
+        except GuardEngineError as exc:
+            self.last_error = str(exc)
+            self.reloads["rejected"] += 1
+            log.error("policies_reload_rejected", path=str(self.path), error=str(exc), serving=self.current.version)
+            return False
+        if new.version == self.current.version:
+            self.last_error = None
+            return False
+        old, self.current = self.current, new
+        self.loaded_at = time.time()
+        self.last_error = None
+        self.reloads["ok"] += 1
+        log.info("policies_reloaded", path=str(self.path), version=new.version, previous=old.version)
+        for callback in self._on_change:
+            try:
+                await callback(old, new)
+            except Exception as exc:  # noqa: BLE001 - a failed swap keeps the old guard serving
+                self.last_error = f"guard rebuild failed: {exc}"
+                log.error("guard_rebuild_failed", error=str(exc))
+        return True
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_s)
+            await self.reload_if_changed()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._watch(), name="policy-watch")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

@@ -1,0 +1,114 @@
+"""Route handlers: a few lines each, calling the `Gateway` service."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import structlog
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from gateway.errors import BadRequest, GatewayError, PayloadTooLarge, Unauthorized
+from gateway.service import Gateway, RequestContext
+from gateway.streaming import sse
+
+log = structlog.get_logger("rsafe.gateway")
+
+
+def _json(data: Any, headers: dict[str, str] | None = None, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status, headers, media_type="application/json")
+
+
+def gateway_of(request: Request) -> Gateway:
+    return request.app.state.gateway
+
+
+def context(request: Request, route: str) -> RequestContext:
+    gw = gateway_of(request)
+    auth = request.headers.get("authorization")
+    key_id = None
+    if gw.settings.gateway_keys:
+        token = auth[7:].strip() if auth and auth.lower().startswith("bearer ") else ""
+        for key in gw.settings.gateway_keys:
+            if token and secrets.compare_digest(token.encode(), key.key.get_secret_value().encode()):
+                key_id = key.id
+                break
+        else:
+            raise Unauthorized("a valid gateway API key is required (Authorization: Bearer <key>)")
+    return RequestContext(request.state.request_id, route, key_id=key_id, client_auth=auth)
+
+
+async def read_json(request: Request, limit: int) -> tuple[Any, bytes]:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the request body is over the {limit}-byte limit")
+    chunks, size = [], 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"the request body is over the {limit}-byte limit")
+            chunks.append(chunk)
+    except ClientDisconnect as exc:
+        raise BadRequest("the client went away while sending the request") from exc
+    raw = b"".join(chunks)
+    try:
+        return orjson.loads(raw), raw
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}") from exc
+
+
+async def chat_completions(request: Request) -> Response:
+    gw = gateway_of(request)
+    ctx = context(request, "chat_completions")
+    body, raw = await read_json(request, gw.settings.max_body_bytes)
+    result, headers = await gw.chat(ctx, body, raw)
+    if isinstance(result, dict):
+        return _json(result, headers)
+    return StreamingResponse(_guarded(result, ctx), media_type="text/event-stream", headers={
+        **headers, "cache-control": "no-cache", "x-accel-buffering": "no",
+    })
+
+
+async def _guarded(stream: AsyncIterator[bytes], ctx: RequestContext) -> AsyncIterator[bytes]:
+    """Once headers are out, an error can only be reported in-band, as an SSE error event."""
+    try:
+        async for chunk in stream:
+            yield chunk
+    except GatewayError as exc:
+        log.warning("stream_failed", request_id=ctx.request_id, error=exc.message)
+        yield sse(exc.body())
+        yield b"data: [DONE]\n\n"
+
+
+async def models(request: Request) -> Response:
+    gw = gateway_of(request)
+    ctx = context(request, "models")
+    return _json(await gw.upstream.get("/models", ctx.client_auth))
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    gw = gateway_of(request)
+    store = gw.store
+    body = {
+        "status": "ready",
+        "policy_version": store.current.version,
+        "policies_loaded_at": store.loaded_at,
+        "guard": getattr(gw.moderator.model_guard, "name", None),
+        "last_reload_error": store.last_error,
+    }
+    if store.last_error:
+        body["status"] = "degraded"  # still serving the last good policies
+    return JSONResponse(body)
+
+
+async def metrics(request: Request) -> Response:
+    gw = gateway_of(request)
+    return Response(gw.metrics.render(), media_type=gw.metrics.content_type)

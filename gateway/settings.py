@@ -1,0 +1,86 @@
+"""The one typed settings object, built once at start-up and passed down.
+
+Sources, highest first: CLI flags, `RSAFE_*` environment variables, defaults.
+What users change while the gateway runs (policies, guard backend, stream window)
+lives in `policies.yaml` instead, which is reloaded on change.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class UpstreamRoute(BaseModel):
+    """Where requests for models matching `match` (a glob) go.
+
+    `provider: openai` speaks the OpenAI wire protocol over the pooled httpx client
+    (vLLM, OpenAI, Azure-compatible proxies, Ollama...). `provider: litellm` hands
+    the call to litellm (imported only if such a route exists) for other APIs.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    match: str = "*"
+    provider: Literal["openai", "litellm"] = "openai"
+    url: str | None = None
+    api_key: SecretStr | None = None
+    model: str | None = None  # rename the model on the way upstream (litellm: "anthropic/claude-...")
+
+    def matches(self, model: str) -> bool:
+        return fnmatch.fnmatchcase(model, self.match)
+
+
+class GatewayKey(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    key: SecretStr
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RSAFE_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    policies: Path = Path("policies.yaml")
+    policies_poll_s: float = Field(default=1.0, gt=0)
+
+    # Default upstream (OpenAI-compatible) and optional routes by model name.
+    upstream: str = "https://api.openai.com/v1"
+    upstream_api_key: SecretStr | None = None
+    upstream_routes: list[UpstreamRoute] = []
+    upstream_timeout_s: float = Field(default=120.0, gt=0)
+    upstream_connect_timeout_s: float = Field(default=10.0, gt=0)
+    upstream_max_connections: int = 512
+    # Forward the client's own Authorization header when no upstream key is configured.
+    forward_client_auth: bool = True
+
+    # Guard override from the command line / environment (else policies.yaml settings.guard).
+    guard: str | None = None
+    guard_url: str | None = None
+    guard_model: str | None = None
+
+    block_log: Path = Path("logs/blocks.jsonl")
+    block_log_max_bytes: int = 50 * 1024 * 1024
+    block_log_backups: int = 10
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    max_body_bytes: int = 4 * 1024 * 1024
+    gateway_keys: list[GatewayKey] = []
+    admin_key: SecretStr | None = None
+
+    @field_validator("upstream")
+    @classmethod
+    def _strip(cls, v: str) -> str:
+        return v.rstrip("/")
+
+    def route_for(self, model: str) -> UpstreamRoute:
+        for route in self.upstream_routes:
+            if route.matches(model):
+                return route
+        return UpstreamRoute(match="*", url=self.upstream, api_key=self.upstream_api_key)

@@ -1,0 +1,187 @@
+"""Upstream LLM clients: one pooled httpx client for OpenAI-compatible APIs, litellm for the rest.
+
+This module is the boundary where httpx/litellm errors become `gateway.errors`:
+timeouts -> 504, refused/5xx/garbage -> 502, upstream 4xx -> relayed as is.
+Streams are async generators of parsed SSE chunks; closing the generator
+(`aclose()`, or cancellation) closes the upstream connection, so a client that
+goes away stops the tokens being generated and billed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+
+from gateway.errors import GatewayError, UpstreamError, UpstreamStatusError, UpstreamTimeout
+from gateway.settings import Settings, UpstreamRoute
+
+DONE = object()  # the `data: [DONE]` sentinel
+
+
+class Upstream:
+    def __init__(self, settings: Settings, client: httpx.AsyncClient | None = None) -> None:
+        self.settings = settings
+        self.client = client or httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.upstream_timeout_s, connect=settings.upstream_connect_timeout_s),
+            limits=httpx.Limits(
+                max_connections=settings.upstream_max_connections,
+                max_keepalive_connections=settings.upstream_max_connections,
+            ),
+        )
+        self._litellm: Any = None
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    # --- routing -------------------------------------------------------------------
+    def _target(self, route: UpstreamRoute, path: str, client_auth: str | None) -> tuple[str, dict[str, str]]:
+        base = (route.url or self.settings.upstream).rstrip("/")
+        headers = {"content-type": "application/json"}
+        if route.api_key is not None:
+            headers["authorization"] = f"Bearer {route.api_key.get_secret_value()}"
+        elif client_auth and self.settings.forward_client_auth and not self.settings.gateway_keys:
+            headers["authorization"] = client_auth
+        return f"{base}{path}", headers
+
+    @staticmethod
+    def _renamed(route: UpstreamRoute, body: dict[str, Any]) -> dict[str, Any]:
+        if route.model and route.provider == "openai":
+            body = {**body, "model": route.model}
+        return body
+
+    # --- calls ---------------------------------------------------------------------
+    async def post(self, path: str, body: dict[str, Any], raw: bytes | None, client_auth: str | None) -> dict[str, Any]:
+        """Non-streaming POST; `raw` (the client's bytes) is forwarded as is when nothing changed."""
+        route = self.settings.route_for(str(body.get("model", "")))
+        if route.provider == "litellm":
+            return await self._litellm_call(route, body)
+        url, headers = self._target(route, path, client_auth)
+        payload = raw if raw is not None and not route.model else orjson.dumps(self._renamed(route, body))
+        try:
+            response = await self.client.post(url, content=payload, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout("the upstream did not answer in time") from exc
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"the upstream could not be reached: {type(exc).__name__}") from exc
+        return _json_or_error(response.status_code, response.content, response.headers.get("content-type", ""))
+
+    async def get(self, path: str, client_auth: str | None) -> dict[str, Any]:
+        url, headers = self._target(self.settings.route_for(""), path, client_auth)
+        try:
+            response = await self.client.get(url, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout("the upstream did not answer in time") from exc
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"the upstream could not be reached: {type(exc).__name__}") from exc
+        return _json_or_error(response.status_code, response.content, response.headers.get("content-type", ""))
+
+    async def stream(self, path: str, body: dict[str, Any], client_auth: str | None) -> AsyncIterator[Any]:
+        """Open a streaming call; the first `__anext__` raises if the upstream refused."""
+        route = self.settings.route_for(str(body.get("model", "")))
+        if route.provider == "litellm":
+            return self._litellm_stream(route, body)
+        url, headers = self._target(route, path, client_auth)
+        request = self.client.build_request("POST", url, content=orjson.dumps(self._renamed(route, body)), headers=headers)
+        try:
+            response = await self.client.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout("the upstream did not answer in time") from exc
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"the upstream could not be reached: {type(exc).__name__}") from exc
+        if response.status_code != 200:
+            content = await response.aread()
+            await response.aclose()
+            _json_or_error(response.status_code, content, response.headers.get("content-type", ""))
+            raise UpstreamError(f"upstream returned HTTP {response.status_code}")
+        return _sse_events(response)
+
+    # --- litellm (imported only when a route needs it) ------------------------------
+    def _litellm_module(self) -> Any:
+        if self._litellm is None:
+            try:
+                import litellm
+            except ImportError as exc:
+                raise UpstreamError("a litellm upstream is configured but litellm is not installed") from exc
+            self._litellm = litellm
+        return self._litellm
+
+    def _litellm_kwargs(self, route: UpstreamRoute, body: dict[str, Any]) -> dict[str, Any]:
+        kwargs = {**body, "model": route.model or body["model"]}
+        if route.url:
+            kwargs["api_base"] = route.url
+        if route.api_key is not None:
+            kwargs["api_key"] = route.api_key.get_secret_value()
+        return kwargs
+
+    async def _litellm_call(self, route: UpstreamRoute, body: dict[str, Any]) -> dict[str, Any]:
+        litellm = self._litellm_module()
+        try:
+            result = await litellm.acompletion(**self._litellm_kwargs(route, {**body, "stream": False}))
+        except Exception as exc:  # noqa: BLE001 - litellm raises many provider-specific types
+            raise _litellm_error(exc) from exc
+        return result.model_dump(exclude_none=True)
+
+    async def _litellm_stream(self, route: UpstreamRoute, body: dict[str, Any]) -> AsyncIterator[Any]:
+        litellm = self._litellm_module()
+        try:
+            stream = await litellm.acompletion(**self._litellm_kwargs(route, {**body, "stream": True}))
+            async for chunk in stream:
+                yield chunk.model_dump(exclude_none=True)
+        except GatewayError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise _litellm_error(exc) from exc
+        yield DONE
+
+
+def _litellm_error(exc: Exception) -> GatewayError:
+    status = getattr(exc, "status_code", None)
+    if "Timeout" in type(exc).__name__:
+        return UpstreamTimeout("the upstream did not answer in time")
+    if isinstance(status, int) and 400 <= status < 500:
+        body = {"error": {"message": str(exc)[:500], "type": "upstream_error", "param": None, "code": None}}
+        return UpstreamStatusError(status, orjson.dumps(body))
+    return UpstreamError(f"the upstream failed: {type(exc).__name__}")
+
+
+def _json_or_error(status: int, content: bytes, content_type: str) -> dict[str, Any]:
+    if 400 <= status < 500:
+        raise UpstreamStatusError(status, content, content_type or "application/json")
+    if status >= 500:
+        raise UpstreamError(f"upstream returned HTTP {status}")
+    try:
+        data = orjson.loads(content)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamError("the upstream returned a body that is not JSON") from exc
+    if not isinstance(data, dict):
+        raise UpstreamError("the upstream returned JSON that is not an object")
+    return data
+
+
+async def _sse_events(response: httpx.Response) -> AsyncIterator[Any]:
+    """Parsed `data:` payloads of an SSE stream, then DONE. Closes the response on exit."""
+    try:
+        async for line in response.aiter_lines():
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                yield DONE
+                return
+            try:
+                event = orjson.loads(data)
+            except orjson.JSONDecodeError as exc:
+                raise UpstreamError("the upstream stream carried an event that is not JSON") from exc
+            if isinstance(event, dict) and "error" in event and "choices" not in event:
+                raise UpstreamError(f"the upstream stream failed: {str(event['error'])[:200]}")
+            yield event
+        yield DONE  # a stream that ended without [DONE]: still end cleanly
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeout("the upstream stream stalled") from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamError(f"the upstream stream broke: {type(exc).__name__}") from exc
+    finally:
+        await response.aclose()

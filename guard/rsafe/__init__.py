@@ -1,0 +1,22 @@
+"""The RSafe reasoning guard: prompt, parser and model back ends.
+
+`build(options, policies)` is the registry factory (`guard.rsafe:build`); it is
+defined in `guard.rsafe.backend` and imported lazily here so that importing the
+prompt/parser (what `training/` needs) pulls in neither httpx nor torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def build(options: dict[str, Any], policies: Any):
+    from guard.rsafe.backend import build as _build
+
+    return _build(options, policies)
+
+
+def options_from(url: str | None = None, model: str | None = None, **kw: Any) -> dict[str, Any]:
+    from guard.rsafe.backend import options_from as _options_from
+
+    return _options_from(url, model, **kw)

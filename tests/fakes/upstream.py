@@ -1,0 +1,141 @@
+"""A scripted fake upstream LLM that speaks the real OpenAI wire protocol (JSON and SSE).
+
+Behaviour is chosen by model name (the part before any ':'):
+- `echo`: answers with the last user message's text.
+- `say:<text>`: answers with <text> (URL-quoted: %xx escapes allowed).
+- `tools`: answers with a tool call `lookup({"q": <last user text>})`.
+- `slow`: waits 2 s before answering.
+- `error`: HTTP 500.  `garbage`: 200 with a body that is not JSON.  `bad`: HTTP 400 with an OpenAI error.
+- `drip`: streams slowly (for disconnect/cancellation tests).
+Streams split the reply into `chunk` characters (`?chunk=` in the model name is not needed:
+use the `x-fake-chunk` header or the default 7). Every request is recorded in `app.state.calls`;
+streams closed early are recorded in `app.state.cancelled`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.parse
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+
+def _last_user(messages: list[dict[str, Any]]) -> str:
+    for m in reversed(messages):
+        if m.get("role") == "user":
+            c = m.get("content")
+            if isinstance(c, list):
+                return " ".join(p.get("text", "") for p in c if isinstance(p, dict))
+            return c or ""
+    return ""
+
+
+def reply_for(model: str, messages: list[dict[str, Any]]) -> str:
+    kind, _, arg = model.partition(":")
+    if kind == "say":
+        return urllib.parse.unquote(arg)
+    return _last_user(messages)
+
+
+def _usage() -> dict[str, int]:
+    return {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}
+
+
+async def chat(request: Request) -> Response:
+    body = orjson.loads(await request.body())
+    app = request.app
+    app.state.calls.append({"body": body, "headers": dict(request.headers)})
+    model = body["model"]
+    kind = model.partition(":")[0]
+    if kind == "error":
+        return Response(b'{"error": {"message": "boom", "type": "server_error"}}', 500, media_type="application/json")
+    if kind == "garbage":
+        return Response(b"<html>not json</html>", 200, media_type="text/html")
+    if kind == "bad":
+        err = {"error": {"message": "upstream says no", "type": "invalid_request_error", "param": "x", "code": "bad"}}
+        return Response(orjson.dumps(err), 400, media_type="application/json")
+    if kind == "slow":
+        await asyncio.sleep(2.0)
+    text = reply_for(model, body["messages"])
+    n = int(body.get("n") or 1)
+    created = int(time.time())
+    if kind == "tools":
+        message: dict[str, Any] = {
+            "role": "assistant", "content": None,
+            "tool_calls": [{"id": "call_1", "type": "function",
+                            "function": {"name": "lookup", "arguments": orjson.dumps({"q": text}).decode()}}],
+        }
+        finish = "tool_calls"
+    else:
+        message, finish = {"role": "assistant", "content": text}, "stop"
+    if not body.get("stream"):
+        return Response(orjson.dumps({
+            "id": "chatcmpl-fake", "object": "chat.completion", "created": created, "model": model,
+            "choices": [{"index": i, "message": message, "finish_reason": finish, "logprobs": None} for i in range(n)],
+            "usage": _usage(), "system_fingerprint": "fp_fake",
+        }), media_type="application/json")
+    size = int(request.headers.get("x-fake-chunk", "7"))
+    delay = 0.05 if kind == "drip" else 0.0
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+    async def events():
+        base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created, "model": model}
+        try:
+            for i in range(n):
+                yield b"data: " + orjson.dumps({**base, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}) + b"\n\n"
+            if kind == "tools":
+                args = message["tool_calls"][0]["function"]["arguments"]
+                first = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": ""}}
+                yield b"data: " + orjson.dumps({**base, "choices": [{"index": 0, "delta": {"tool_calls": [first]}, "finish_reason": None}]}) + b"\n\n"
+                for j in range(0, len(args), size):
+                    part = {"index": 0, "function": {"arguments": args[j:j + size]}}
+                    yield b"data: " + orjson.dumps({**base, "choices": [{"index": 0, "delta": {"tool_calls": [part]}, "finish_reason": None}]}) + b"\n\n"
+            else:
+                for j in range(0, len(text), size):
+                    for i in range(n):
+                        yield b"data: " + orjson.dumps({**base, "choices": [{"index": i, "delta": {"content": text[j:j + size]}, "finish_reason": None}]}) + b"\n\n"
+                    if delay:
+                        await asyncio.sleep(delay)
+            for i in range(n):
+                yield b"data: " + orjson.dumps({**base, "choices": [{"index": i, "delta": {}, "finish_reason": finish}]}) + b"\n\n"
+            if include_usage:
+                yield b"data: " + orjson.dumps({**base, "choices": [], "usage": _usage()}) + b"\n\n"
+            yield b"data: [DONE]\n\n"
+        except BaseException:
+            app.state.cancelled.append(model)
+            raise
+        app.state.completed.append(model)
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+async def models(request: Request) -> Response:
+    data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in ("echo", "tools", "slow")]
+    return Response(orjson.dumps({"object": "list", "data": data}), media_type="application/json")
+
+
+def create_fake_upstream() -> Starlette:
+    app = Starlette(routes=[
+        Route("/v1/chat/completions", chat, methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+    ])
+    app.state.calls = []
+    app.state.cancelled = []
+    app.state.completed = []
+    return app
+
+
+if __name__ == "__main__":  # python -m tests.fakes.upstream --port 9000
+    import argparse
+
+    import uvicorn
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=9000)
+    uvicorn.run(create_fake_upstream(), host="127.0.0.1", port=parser.parse_args().port, log_level="warning")
