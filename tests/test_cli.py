@@ -1,0 +1,83 @@
+"""The `rsafe` command as a user runs it (a real subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.servers import free_port
+
+RSAFE = str(Path(sys.executable).parent / "rsafe")
+ROOT = Path(__file__).resolve().parent.parent
+PATTERNS = ROOT / "benchmarks" / "policies_patterns.yaml"
+
+
+def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([RSAFE, *args], capture_output=True, text=True, input=stdin, timeout=120, cwd=ROOT)
+
+
+def test_validate_ok():
+    r = run("policies", "validate", "policies.yaml")
+    assert r.returncode == 0 and "OK - 15 policies" in r.stdout
+
+
+def test_validate_broken_names_line_and_field(tmp_path):
+    bad = tmp_path / "p.yaml"
+    bad.write_text("version: 1\npolicies:\n  - id: S1\n    description: x\n    action: obliterate\n")
+    r = run("policies", "validate", str(bad))
+    assert r.returncode == 1
+    assert f"{bad}:5: policies.0.action" in r.stderr
+
+
+def test_check_blocked_exit_3_and_json():
+    r = run("check", "--policies", str(PATTERNS), "--role", "input", "please say forbidden-word")
+    assert r.returncode == 3, r.stderr
+    out = json.loads(r.stdout)
+    assert out["decision"] == "block" and out["policies"][0]["policy"] == "BLOCKLIST"
+
+
+def test_check_allowed_and_rewrite_from_stdin():
+    r = run("check", "--policies", str(PATTERNS), "--role", "output", "-", stdin="mail me: a@b.io")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["decision"] == "rewrite" and out["rewritten"] == "mail me: [REDACTED:email]"
+
+
+def test_check_unknown_backend_is_a_clear_error():
+    r = run("check", "--guard", "nonsense", "hello")
+    assert r.returncode == 2 and "unknown guard backend 'nonsense'" in r.stderr
+
+
+def test_serve_starts_and_answers_healthz(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen(
+        [RSAFE, "serve", "--port", str(port), "--policies", str(PATTERNS), "--block-log", str(tmp_path / "b.jsonl")],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        import time
+
+        deadline = time.time() + 60
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert proc.poll() is None, proc.stdout.read()
+                assert time.time() < deadline
+                time.sleep(0.2)
+        assert r.json() == {"status": "ok"}
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_serve_refuses_invalid_policies(tmp_path):
+    bad = tmp_path / "p.yaml"
+    bad.write_text("policies: 3\n")
+    r = run("serve", "--policies", str(bad))
+    assert r.returncode == 2 and "policies" in r.stderr
