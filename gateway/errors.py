@@ -10,7 +10,7 @@
     ├── UpstreamError       502  upstream_error       (refused, 5xx, unreadable reply)
     └── UpstreamTimeout     504  upstream_timeout
 
-Lower-level errors (httpx, JSON, litellm) are translated to these at one boundary
+Lower-level errors (aiohttp, JSON, litellm) are translated to these at one boundary
 (`gateway/upstream.py`, `gateway/app.py`), with `raise ... from exc`.
 """
 

@@ -18,7 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class UpstreamRoute(BaseModel):
     """Where requests for models matching `match` (a glob) go.
 
-    `provider: openai` speaks the OpenAI wire protocol over the pooled httpx client
+    `provider: openai` speaks the OpenAI wire protocol over the pooled aiohttp session
     (vLLM, OpenAI, Azure-compatible proxies, Ollama...). `provider: litellm` hands
     the call to litellm (imported only if such a route exists) for other APIs.
     """

@@ -1,6 +1,10 @@
-"""Upstream LLM clients: one pooled httpx client for OpenAI-compatible APIs, litellm for the rest.
+"""Upstream LLM clients: one pooled aiohttp session for OpenAI-compatible APIs, litellm for the rest.
 
-This module is the boundary where httpx/litellm errors become `gateway.errors`:
+Why aiohttp and not httpx on this path: measured on loopback against the same fake
+upstream, an httpx.AsyncClient round trip cost ~2.1 ms p50 against ~0.46 ms for aiohttp
+(anyio/httpcore overhead), and the gateway's whole overhead budget is 1.5 ms p50.
+
+This module is the boundary where aiohttp/litellm errors become `gateway.errors`:
 timeouts -> 504, refused/5xx/garbage -> 502, upstream 4xx -> relayed as is.
 Streams are async generators of parsed SSE chunks; closing the generator
 (`aclose()`, or cancellation) closes the upstream connection, so a client that
@@ -9,10 +13,11 @@ goes away stops the tokens being generated and billed.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 
 from gateway.errors import GatewayError, UpstreamError, UpstreamStatusError, UpstreamTimeout
@@ -22,19 +27,31 @@ DONE = object()  # the `data: [DONE]` sentinel
 
 
 class Upstream:
-    def __init__(self, settings: Settings, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, settings: Settings, session: aiohttp.ClientSession | None = None) -> None:
         self.settings = settings
-        self.client = client or httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.upstream_timeout_s, connect=settings.upstream_connect_timeout_s),
-            limits=httpx.Limits(
-                max_connections=settings.upstream_max_connections,
-                max_keepalive_connections=settings.upstream_max_connections,
-            ),
-        )
+        self._session = session
         self._litellm: Any = None
+        self._timeout = aiohttp.ClientTimeout(
+            total=settings.upstream_timeout_s, sock_connect=settings.upstream_connect_timeout_s
+        )
+        # Streams: no total limit (a long answer is fine), but a stall between chunks is not.
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=settings.upstream_connect_timeout_s, sock_read=settings.upstream_timeout_s
+        )
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """Created on first use, inside the running loop (aiohttp requires one)."""
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self.settings.upstream_max_connections, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(
+                connector=connector, json_serialize=lambda o: orjson.dumps(o).decode(), auto_decompress=True
+            )
+        return self._session
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        if self._session is not None:
+            await self._session.close()
 
     # --- routing -------------------------------------------------------------------
     def _target(self, route: UpstreamRoute, path: str, client_auth: str | None) -> tuple[str, dict[str, str]]:
@@ -61,41 +78,45 @@ class Upstream:
         url, headers = self._target(route, path, client_auth)
         payload = raw if raw is not None and not route.model else orjson.dumps(self._renamed(route, body))
         try:
-            response = await self.client.post(url, content=payload, headers=headers)
-        except httpx.TimeoutException as exc:
+            async with self.session.post(url, data=payload, headers=headers, timeout=self._timeout) as response:
+                content = await response.read()
+                return _json_or_error(response.status, content, response.headers.get("content-type", ""))
+        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamTimeout("the upstream did not answer in time") from exc
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             raise UpstreamError(f"the upstream could not be reached: {type(exc).__name__}") from exc
-        return _json_or_error(response.status_code, response.content, response.headers.get("content-type", ""))
 
     async def get(self, path: str, client_auth: str | None) -> dict[str, Any]:
         url, headers = self._target(self.settings.route_for(""), path, client_auth)
         try:
-            response = await self.client.get(url, headers=headers)
-        except httpx.TimeoutException as exc:
+            async with self.session.get(url, headers=headers, timeout=self._timeout) as response:
+                content = await response.read()
+                return _json_or_error(response.status, content, response.headers.get("content-type", ""))
+        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamTimeout("the upstream did not answer in time") from exc
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             raise UpstreamError(f"the upstream could not be reached: {type(exc).__name__}") from exc
-        return _json_or_error(response.status_code, response.content, response.headers.get("content-type", ""))
 
     async def stream(self, path: str, body: dict[str, Any], client_auth: str | None) -> AsyncIterator[Any]:
-        """Open a streaming call; the first `__anext__` raises if the upstream refused."""
+        """Open a streaming call: raises here if the upstream refused, else returns the event iterator."""
         route = self.settings.route_for(str(body.get("model", "")))
         if route.provider == "litellm":
             return self._litellm_stream(route, body)
         url, headers = self._target(route, path, client_auth)
-        request = self.client.build_request("POST", url, content=orjson.dumps(self._renamed(route, body)), headers=headers)
+        payload = orjson.dumps(self._renamed(route, body))
         try:
-            response = await self.client.send(request, stream=True)
-        except httpx.TimeoutException as exc:
+            response = await self.session.post(url, data=payload, headers=headers, timeout=self._stream_timeout)
+        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamTimeout("the upstream did not answer in time") from exc
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             raise UpstreamError(f"the upstream could not be reached: {type(exc).__name__}") from exc
-        if response.status_code != 200:
-            content = await response.aread()
-            await response.aclose()
-            _json_or_error(response.status_code, content, response.headers.get("content-type", ""))
-            raise UpstreamError(f"upstream returned HTTP {response.status_code}")
+        if response.status != 200:
+            try:
+                content = await response.read()
+            finally:
+                response.release()
+            _json_or_error(response.status, content, response.headers.get("content-type", ""))
+            raise UpstreamError(f"upstream returned HTTP {response.status}")
         return _sse_events(response)
 
     # --- litellm (imported only when a route needs it) ------------------------------
@@ -161,14 +182,18 @@ def _json_or_error(status: int, content: bytes, content_type: str) -> dict[str, 
     return data
 
 
-async def _sse_events(response: httpx.Response) -> AsyncIterator[Any]:
-    """Parsed `data:` payloads of an SSE stream, then DONE. Closes the response on exit."""
+async def _sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[Any]:
+    """Parsed `data:` payloads of an SSE stream, then DONE. Closes the connection on exit,
+    so a cancelled or abandoned stream stops the upstream generating."""
+    finished = False
     try:
-        async for line in response.aiter_lines():
-            if not line.startswith("data:"):
+        async for raw_line in response.content:
+            line = raw_line.strip()
+            if not line.startswith(b"data:"):
                 continue
             data = line[5:].strip()
-            if data == "[DONE]":
+            if data == b"[DONE]":
+                finished = True
                 yield DONE
                 return
             try:
@@ -178,10 +203,14 @@ async def _sse_events(response: httpx.Response) -> AsyncIterator[Any]:
             if isinstance(event, dict) and "error" in event and "choices" not in event:
                 raise UpstreamError(f"the upstream stream failed: {str(event['error'])[:200]}")
             yield event
+        finished = True
         yield DONE  # a stream that ended without [DONE]: still end cleanly
-    except httpx.TimeoutException as exc:
+    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise UpstreamTimeout("the upstream stream stalled") from exc
-    except httpx.HTTPError as exc:
+    except aiohttp.ClientError as exc:
         raise UpstreamError(f"the upstream stream broke: {type(exc).__name__}") from exc
     finally:
-        await response.aclose()
+        if finished:
+            response.release()  # back to the pool
+        else:
+            response.close()  # abandoned mid-stream: drop the connection so the upstream stops

@@ -1,33 +1,41 @@
-"""App tests in-process: the gateway against the scripted fake upstream (ASGI transport)."""
+"""App tests in-process (Starlette's TestClient) against the scripted fake upstream on a loopback port."""
 
 from __future__ import annotations
 
 import json
 
-import httpx
 import orjson
 import pytest
 from starlette.testclient import TestClient
 
 from gateway.app import create_app
 from gateway.settings import GatewayKey, Settings
-from gateway.upstream import Upstream
 from tests.fakes.guard import ScriptedGuard
 from tests.fakes.upstream import create_fake_upstream
+from tests.servers import serve
+
+
+@pytest.fixture(scope="module")
+def fake_server():
+    app = create_fake_upstream()
+    with serve(app) as url:
+        app.state.url = url
+        yield app
 
 
 @pytest.fixture
-def fake():
-    return create_fake_upstream()
+def fake(fake_server):
+    for name in ("calls", "cancelled", "completed"):
+        getattr(fake_server.state, name).clear()
+    return fake_server
 
 
 def make_client(tmp_path, policies_path, fake, **overrides):
     settings = Settings(
-        policies=policies_path, upstream="http://fake/v1", block_log=tmp_path / "blocks.jsonl",
+        policies=policies_path, upstream=fake.state.url + "/v1", block_log=tmp_path / "blocks.jsonl",
         upstream_api_key="sk-upstream-secret-XYZ", **overrides,
     )
-    upstream = Upstream(settings, httpx.AsyncClient(transport=httpx.ASGITransport(app=fake)))
-    return TestClient(create_app(settings, upstream=upstream, guard=ScriptedGuard()), raise_server_exceptions=False)
+    return TestClient(create_app(settings, guard=ScriptedGuard()), raise_server_exceptions=False)
 
 
 @pytest.fixture
