@@ -16,6 +16,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import routes
+from gateway.apis import CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES
 from gateway.errors import GatewayError, MethodNotAllowed, NotFound
 from gateway.service import Gateway
 from gateway.settings import Settings
@@ -99,7 +100,10 @@ def create_app(settings: Settings, *, upstream: Upstream | None = None, guard: G
 
     return Starlette(
         routes=[
-            Route("/v1/chat/completions", routes.chat_completions, methods=["POST"], name="chat_completions"),
+            Route("/v1/chat/completions", routes.moderated(CHAT), methods=["POST"], name="chat_completions"),
+            Route("/v1/completions", routes.moderated(COMPLETIONS), methods=["POST"], name="completions"),
+            Route("/v1/responses", routes.moderated(RESPONSES), methods=["POST"], name="responses"),
+            Route("/v1/embeddings", routes.moderated(EMBEDDINGS), methods=["POST"], name="embeddings"),
             Route("/v1/models", routes.models, methods=["GET"], name="models"),
             Route("/healthz", routes.healthz, methods=["GET"], name="healthz"),
             Route("/readyz", routes.readyz, methods=["GET"], name="readyz"),

@@ -7,6 +7,7 @@
     ├── NotFound            404  not_found
     ├── MethodNotAllowed    405
     ├── PayloadTooLarge     413
+    ├── ClientGone          499  client_disconnected  (nobody reads it; counted in metrics)
     ├── UpstreamError       502  upstream_error       (refused, 5xx, unreadable reply)
     └── UpstreamTimeout     504  upstream_timeout
 
@@ -78,6 +79,12 @@ class PayloadTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"
     code = "request_too_large"
+
+
+class ClientGone(GatewayError):
+    status = 499
+    type = "invalid_request_error"
+    code = "client_disconnected"
 
 
 class UpstreamError(GatewayError):

@@ -27,7 +27,7 @@ class Piece:
     write: Callable[[str], None]
 
 
-def _set(container: Any, key: Any) -> Callable[[str], None]:
+def setter(container: Any, key: Any) -> Callable[[str], None]:
     def write(value: str) -> None:
         container[key] = value
 
@@ -39,18 +39,18 @@ def message_pieces(message: dict[str, Any], role: str) -> list[Piece]:
     pieces: list[Piece] = []
     content = message.get("content")
     if isinstance(content, str):
-        pieces.append(Piece(role, content, _set(message, "content")))
+        pieces.append(Piece(role, content, setter(message, "content")))
     elif isinstance(content, list):
         for part in content:
             if isinstance(part, dict) and part.get("type") in ("text", "input_text", "output_text"):
                 if isinstance(part.get("text"), str):
-                    pieces.append(Piece(role, part["text"], _set(part, "text")))
+                    pieces.append(Piece(role, part["text"], setter(part, "text")))
     elif content is not None:
         raise BadRequest("'content' must be a string, an array of content parts, or null", param="messages")
     for call in message.get("tool_calls") or ():
         fn = call.get("function") if isinstance(call, dict) else None
         if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
-            pieces.append(Piece(role, fn["arguments"], _set(fn, "arguments")))
+            pieces.append(Piece(role, fn["arguments"], setter(fn, "arguments")))
     return pieces
 
 

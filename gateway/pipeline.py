@@ -70,6 +70,25 @@ class Decision:
     def message(self) -> str:
         return self.blocking.message if self.blocking else ""
 
+    def merge(self, other: Decision) -> Decision:
+        """Fold a second check of the same content (another engine) into this one."""
+        self.checked += [pid for pid in other.checked if pid not in self.checked]
+        seen = {o.policy_id for o in self.outcomes}
+        self.outcomes += [o for o in other.outcomes if o.policy_id not in seen]
+        if _RANK[other.action] > _RANK[self.action]:
+            self.action = other.action
+        self.blocking = self.blocking or other.blocking
+        for index, text in other.rewrites.items():
+            self.rewrites.setdefault(index, text)
+        self.backend = self.backend or other.backend
+        self.decided_by = self.decided_by or other.decided_by
+        self.reasoning = self.reasoning or other.reasoning
+        self.error = self.error or other.error
+        self.truncated = self.truncated or other.truncated
+        self.cached = self.cached and other.cached if self.backend else other.cached
+        self.latency_ms += other.latency_ms
+        return self
+
 
 class Moderator:
     """Judges one direction of one request against the policies in force."""
@@ -92,9 +111,12 @@ class Moderator:
         *,
         model: str | None = None,
         key_id: str | None = None,
+        engines: frozenset[str] = frozenset({"model", "patterns"}),
     ) -> Decision:
+        """`engines` narrows the check to one engine (concurrent input mode runs the patterns
+        first, synchronously, so redaction happens before anything leaves for the upstream)."""
         start = time.perf_counter()
-        active = policies.active(direction, model, key_id)
+        active = tuple(p for p in policies.active(direction, model, key_id) if p.engine in engines)
         model_policies = tuple(p for p in active if p.engine == "model")
         pattern_policies = tuple(p for p in active if p.engine == "patterns")
         decision = Decision(direction, checked=[p.id for p in active])

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import orjson
 import structlog
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from gateway.errors import BadRequest, GatewayError, PayloadTooLarge, Unauthorized
+from gateway.errors import BadRequest, ClientGone, GatewayError, PayloadTooLarge, Unauthorized
 from gateway.service import Gateway, RequestContext
 from gateway.streaming import sse
 
 log = structlog.get_logger("rsafe.gateway")
+T = TypeVar("T")
 
 
 def _json(data: Any, headers: dict[str, str] | None = None, status: int = 200) -> Response:
@@ -61,16 +64,44 @@ async def read_json(request: Request, limit: int) -> tuple[Any, bytes]:
         raise BadRequest(f"the request body is not valid JSON: {exc}") from exc
 
 
-async def chat_completions(request: Request) -> Response:
-    gw = gateway_of(request)
-    ctx = context(request, "chat_completions")
-    body, raw = await read_json(request, gw.settings.max_body_bytes)
-    result, headers = await gw.chat(ctx, body, raw)
-    if isinstance(result, dict):
-        return _json(result, headers)
-    return StreamingResponse(_guarded(result, ctx), media_type="text/event-stream", headers={
-        **headers, "cache-control": "no-cache", "x-accel-buffering": "no",
-    })
+def moderated(api: Any) -> Callable[[Request], Awaitable[Response]]:
+    """The handler of one moderated OpenAI endpoint (chat, completions, responses, embeddings)."""
+
+    async def handler(request: Request) -> Response:
+        gw = gateway_of(request)
+        ctx = context(request, api.name)
+        body, raw = await read_json(request, gw.settings.max_body_bytes)
+        result, headers = await until_disconnect(request, gw.handle(ctx, api, body, raw))
+        if isinstance(result, dict):
+            return _json(result, headers)
+        return StreamingResponse(_guarded(result, ctx), media_type="text/event-stream", headers={
+            **headers, "cache-control": "no-cache", "x-accel-buffering": "no",
+        })
+
+    return handler
+
+
+async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
+    """Run `work`, cancelling it (upstream call and guard checks included) if the client goes away.
+    Streams are covered by StreamingResponse itself, which stops on disconnect."""
+    task = asyncio.ensure_future(work)
+
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            log.info("client_disconnected", request_id=request.state.request_id)
+            raise ClientGone("the client disconnected before the response was ready")
+    return task.result()
 
 
 async def _guarded(stream: AsyncIterator[bytes], ctx: RequestContext) -> AsyncIterator[bytes]:

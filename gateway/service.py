@@ -9,26 +9,30 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
 from gateway.blocklog import BlockLog
-from gateway.errors import ContentBlocked
-from gateway.messages import choice_pieces, input_pieces, last_user_text, replace_choice, validate_chat_request
+from gateway.errors import ContentBlocked, GatewayError
+from gateway.messages import Piece, last_user_text
 from gateway.metrics import Metrics
 from gateway.pipeline import Decision, Moderator
 from gateway.policystore import PolicyStore
 from gateway.settings import Settings
-from gateway.streaming import StreamModerator, passthrough
+from gateway.responses_stream import ResponsesStream
+from gateway.streaming import ChatStream, passthrough
 from gateway.upstream import Upstream
 from guard.policies import Direction, GuardSettings, PolicySet
 from guard.registry import build_guard
 from guard.verdict import Guard, Turn
 
 log = structlog.get_logger("rsafe.gateway")
+T = TypeVar("T")
+_RANKS = ["allow", "flag", "rewrite", "block"]
+ALL_ENGINES = frozenset({"model", "patterns"})
 
 
 @dataclass(slots=True)
@@ -96,90 +100,164 @@ class Gateway:
         self.blocklog.close()
 
     # --- moderation ------------------------------------------------------------------
-    async def moderate(
-        self, ctx: RequestContext, direction: Direction, conversation: tuple[Turn, ...], pieces: list[str]
-    ) -> Decision:
-        policies = self.policies
-        decision = await self.moderator.check(
-            policies, direction, conversation, pieces, model=ctx.model, key_id=ctx.key_id
+    async def _check(self, ctx: RequestContext, direction: Direction, conversation: tuple[Turn, ...],
+                     pieces: list[str], engines: frozenset[str] = ALL_ENGINES) -> Decision:
+        return await self.moderator.check(
+            self.policies, direction, conversation, pieces, model=ctx.model, key_id=ctx.key_id, engines=engines
         )
+
+    def record(self, ctx: RequestContext, decision: Decision, pieces: list[str]) -> None:
+        """Metrics, the block log, and a warning when a guard failed."""
+        policies = self.policies
         self.metrics.observe(decision)
         if decision.notable or policies.settings.log_allowed:
-            content = "\n".join(pieces)
             self.blocklog.record(
                 decision, request_id=ctx.request_id, route=ctx.route, model=ctx.model, key_id=ctx.key_id,
-                content=content, log_content=policies.settings.log_content, policy_version=policies.version,
+                content="\n".join(pieces), log_content=policies.settings.log_content, policy_version=policies.version,
             )
         if decision.error:
             log.warning(
-                "guard_failure", request_id=ctx.request_id, direction=direction.value, error=decision.error,
-                action=decision.action, fail_open=decision.fail_open,
+                "guard_failure", request_id=ctx.request_id, direction=decision.direction.value,
+                error=decision.error, action=decision.action, fail_open=decision.fail_open,
             )
+
+    async def moderate(self, ctx: RequestContext, direction: Direction, conversation: tuple[Turn, ...],
+                       pieces: list[str]) -> Decision:
+        decision = await self._check(ctx, direction, conversation, pieces)
+        self.record(ctx, decision, pieces)
         return decision
 
-    async def check_input(self, ctx: RequestContext, messages: list[dict[str, Any]]) -> tuple[Decision, tuple[Turn, ...]]:
-        turns, pieces = input_pieces(messages)
-        decision = await self.moderate(ctx, Direction.INPUT, turns, [p.text for p in pieces])
-        if decision.blocked:
-            assert decision.blocking is not None
-            raise ContentBlocked(decision.message(), param=decision.blocking.id)
-        for index, text in decision.rewrites.items():
-            pieces[index].write(text)
-        return decision, turns
+    async def guarded_call(self, ctx: RequestContext, turns: tuple[Turn, ...], pieces: list[Piece],
+                           call: Callable[[bool], Awaitable[T]]) -> tuple[T, Decision]:
+        """Input check + upstream call. `call(rewritten)` makes the upstream call.
 
-    # --- chat completions -------------------------------------------------------------
-    async def chat(self, ctx: RequestContext, body: dict[str, Any], raw: bytes) -> tuple[Any, dict[str, str]]:
-        """Returns (JSON body or an async iterator of SSE bytes, response headers)."""
-        messages = validate_chat_request(body)
+        `before`: check, then call. `concurrent`: the patterns (microseconds, and the only
+        source of redactions) run first; then the model guard and the upstream call run
+        side by side. Nothing from the upstream is used before the check passes; a block
+        cancels the call (its connection is closed), a rewrite restarts it with the new text.
+        """
+        texts = [p.text for p in pieces]
+        if self.policies.settings.input_mode == "before" or not texts:
+            decision = await self.moderate(ctx, Direction.INPUT, turns, texts)
+            _apply_input(decision, pieces)
+            return await call(bool(decision.rewrites)), decision
+        decision = await self._check(ctx, Direction.INPUT, turns, texts, frozenset({"patterns"}))
+        if decision.blocked:
+            self.record(ctx, decision, texts)
+        _apply_input(decision, pieces)  # raises ContentBlocked on a block
+        if decision.rewrites:
+            turns, texts = _rebuild_turns(turns, pieces), [p.text for p in pieces]
+        upstream = asyncio.ensure_future(call(bool(decision.rewrites)))
+        try:
+            model_decision = await self._check(ctx, Direction.INPUT, turns, texts, frozenset({"model"}))
+            decision.merge(model_decision)
+            self.record(ctx, decision, texts)
+            _apply_input(model_decision, pieces)
+            if model_decision.rewrites:
+                upstream.cancel()
+                await _drain(upstream)
+                upstream = asyncio.ensure_future(call(True))
+            return await upstream, decision
+        finally:
+            if not upstream.done():
+                upstream.cancel()
+                await _drain(upstream)
+            elif not upstream.cancelled() and upstream.exception() is None and decision.blocked:
+                await _close_result(upstream.result())
+
+    async def handle(self, ctx: RequestContext, api: Any, body: Any, raw: bytes) -> tuple[Any, dict[str, str]]:
+        """One moderated API call. Returns (JSON body or an async iterator of SSE bytes, headers)."""
+        turns, pieces = api.read_input(body)
         ctx.model = body["model"]
-        decision_in, turns = await self.check_input(ctx, messages)
+        stream = bool(body.get("stream")) and api.stream_kind is not None
+
+        async def call(rewritten: bool) -> Any:
+            start = time.perf_counter()
+            try:
+                if stream:
+                    return await self.upstream.stream(api.path, body, ctx.client_auth)
+                return await self.upstream.post(api.path, body, None if rewritten else raw, ctx.client_auth)
+            except GatewayError as exc:
+                self.metrics.upstream_errors.labels(exc.code or "error").inc()
+                raise
+            finally:
+                self.metrics.upstream_latency.labels(ctx.route).observe(time.perf_counter() - start)
+
+        result, decision_in = await self.guarded_call(ctx, turns, pieces, call)
         headers = {
             "x-rsafe-policy-version": self.policies.version,
             "x-rsafe-policies-checked": ",".join(decision_in.checked),
             "x-rsafe-input-decision": decision_in.action,
         }
-        forward_raw = None if decision_in.rewrites else raw
-        start = time.perf_counter()
-        if body.get("stream"):
-            events = await self.upstream.stream("/chat/completions", body, ctx.client_auth)
-            self.metrics.upstream_latency.labels(ctx.route).observe(time.perf_counter() - start)
-            return self._stream_output(ctx, turns, events), headers
-        response = await self.upstream.post("/chat/completions", body, forward_raw, ctx.client_auth)
-        self.metrics.upstream_latency.labels(ctx.route).observe(time.perf_counter() - start)
-        headers["x-rsafe-output-decision"] = await self._moderate_choices(ctx, turns, response)
-        return response, headers
+        if stream:
+            return self._stream_output(ctx, api.stream_kind, turns, result), headers
+        headers["x-rsafe-output-decision"] = await self._moderate_output(ctx, api, turns, result)
+        return result, headers
 
-    async def _moderate_choices(self, ctx: RequestContext, turns: tuple[Turn, ...], response: dict[str, Any]) -> str:
-        choices = [c for c in response.get("choices") or [] if isinstance(c, dict)]
-        user = last_user_text(turns)
+    async def _moderate_output(self, ctx: RequestContext, api: Any, turns: tuple[Turn, ...], response: dict[str, Any]) -> str:
+        units = api.output_units(response)
+        context = _context(turns)
 
-        async def one(choice: dict[str, Any]) -> str:
-            pieces = choice_pieces(choice)
-            if not pieces:
+        async def one(unit: Any) -> str:
+            if not unit.pieces:
                 return "allow"
-            text = "\n".join(p.text for p in pieces)
-            conversation = ((Turn("user", user),) if user else ()) + (Turn("assistant", text),)
-            decision = await self.moderate(ctx, Direction.OUTPUT, conversation, [p.text for p in pieces])
+            texts = [p.text for p in unit.pieces]
+            decision = await self.moderate(ctx, Direction.OUTPUT, context + (Turn("assistant", "\n".join(texts)),), texts)
             if decision.blocked:
-                replace_choice(choice, decision.message())
+                api.block_unit(response, unit, decision.message())
             else:
                 for index, new in decision.rewrites.items():
-                    pieces[index].write(new)
+                    unit.pieces[index].write(new)
             return decision.action
 
-        actions = await asyncio.gather(*(one(c) for c in choices))
-        rank = ["allow", "flag", "rewrite", "block"]
-        return max(actions, key=rank.index, default="allow")
+        actions = await asyncio.gather(*(one(u) for u in units))
+        return max(actions, key=_RANKS.index, default="allow")
 
-    def _stream_output(self, ctx: RequestContext, turns: tuple[Turn, ...], events: AsyncIterator[Any]) -> AsyncIterator[bytes]:
-        user = last_user_text(turns)
-        context = (Turn("user", user),) if user else ()
+    def _stream_output(self, ctx: RequestContext, kind: str, turns: tuple[Turn, ...], events: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+        context = _context(turns)
 
         async def check(text: str, pieces: list[str]) -> Decision:
             self.metrics.stream_windows.inc()
             return await self.moderate(ctx, Direction.OUTPUT, context + (Turn("assistant", text),), pieces)
 
         if not self.policies.active(Direction.OUTPUT, ctx.model, ctx.key_id):
-            return passthrough(events)
-        return StreamModerator(self.policies.settings.stream, check).run(events)
+            return passthrough(events, named=kind == "responses")
+        settings = self.policies.settings.stream
+        if kind == "responses":
+            return ResponsesStream(settings, check).run(events)
+        return ChatStream(settings, check, kind).run(events)
 
+
+
+def _context(turns: tuple[Turn, ...]) -> tuple[Turn, ...]:
+    user = last_user_text(turns)
+    return (Turn("user", user),) if user else ()
+
+
+def _apply_input(decision: Decision, pieces: list[Piece]) -> None:
+    if decision.blocked:
+        assert decision.blocking is not None
+        raise ContentBlocked(decision.message(), param=decision.blocking.id)
+    for index, text in decision.rewrites.items():
+        pieces[index].write(text)
+        pieces[index].text = text
+
+
+def _rebuild_turns(turns: tuple[Turn, ...], pieces: list[Piece]) -> tuple[Turn, ...]:
+    """After a redaction, the model guard must read the redacted text, not the original."""
+    judged = iter(p.text for p in pieces)
+    return tuple(t if t.role == "assistant" else Turn(t.role, next(judged, t.text)) for t in turns)
+
+
+async def _drain(task: asyncio.Future[Any]) -> None:
+    try:
+        result = await task
+    except (asyncio.CancelledError, Exception):  # noqa: BLE001 - a cancelled call's error is moot
+        return
+    await _close_result(result)
+
+
+async def _close_result(result: Any) -> None:
+    close = getattr(result, "aclose", None)
+    if close is not None:
+        await close()

@@ -1,26 +1,25 @@
-"""Output moderation of streamed chat completions.
+"""Output moderation of streams: the hold-back window, and the chat/completions stream.
 
 Modes (policies.yaml `settings.stream.mode`):
 - `window` (default): text is held back until the guard has passed it. When a
-  choice holds `window_chars + overlap_chars` unchecked characters, the guard reads
+  stream holds `window_chars + overlap_chars` unchecked characters, the guard reads
   the last `overlap_chars` already released (context) plus everything held; on a
   pass all but the last `overlap_chars` are released, so text split across chunks
   or windows is always seen whole by a later check before it goes out. The tail
-  is checked before the finish chunk. Nothing after the last approved window
-  reaches the client.
+  is checked before the finish. Nothing after the last approved window reaches
+  the client.
 - `buffer`: nothing is released until the whole reply has been checked.
-- `async`: chunks go out at once; the stream is cut as soon as a check fails
-  (up to one window of exposure, documented).
+- `async`: text goes out at once and the stream is cut as soon as a check fails
+  (up to one window of exposure; for users who prefer speed).
 
-Tool-call deltas are accumulated per choice and released, checked, with the finish
-chunk. Each choice (`n > 1`) is moderated on its own. Chunks with no text (role,
-usage) pass through. On a block the choice ends with `finish_reason:
-"content_filter"`; when every choice has ended the upstream is closed and
-`data: [DONE]` is sent.
+`Window` is the mechanism, one per moderated text stream (a chat choice, a
+completions choice, a Responses output part). `ChatStream` applies it to chat and
+legacy completions chunks; `gateway/responses_stream.py` to Responses API events.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,73 +40,127 @@ def sse(event: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(event) + b"\n\n"
 
 
+class Window:
+    """Hold-back moderation of one growing text."""
+
+    def __init__(self, settings: StreamSettings, check: CheckFn, holdback: list[float] | None = None) -> None:
+        self.mode = settings.mode
+        self.size = settings.window_chars
+        self.overlap = settings.overlap_chars
+        self.check = check
+        self.held = ""
+        self.tail = ""  # the last `overlap` released characters: context for the next check
+        self.unchecked_since: float | None = None
+        self.holdback = holdback  # seconds each released text waited, for metrics/benchmarks
+        self.checks = 0
+
+    def _released(self, text: str) -> str:
+        if text and self.overlap:
+            self.tail = (self.tail + text)[-self.overlap :]
+        if text and self.holdback is not None and self.unchecked_since is not None:
+            self.holdback.append(time.perf_counter() - self.unchecked_since)
+        self.unchecked_since = time.perf_counter() if self.held else None
+        return text
+
+    async def feed(self, text: str) -> tuple[str, Decision | None]:
+        """Add text; returns (text to release now, the blocking decision if the stream must end)."""
+        if not text:
+            return "", None
+        if self.unchecked_since is None:
+            self.unchecked_since = time.perf_counter()
+        self.held += text
+        if self.mode == "async":
+            out = text
+            if len(self.held) >= self.size:
+                decision = await self._check(self.held, [self.held])
+                self.held = self.held[-self.overlap :] if self.overlap else ""
+                if decision.blocked:
+                    return out, decision
+            return self._released(out), None
+        if self.mode == "window" and len(self.held) >= self.size + self.overlap:
+            decision = await self._check(self.tail + self.held, [self.held])
+            if decision.blocked:
+                self.held = ""
+                return "", decision
+            held = decision.rewrites.get(0, self.held)
+            if 0 in decision.rewrites:
+                self.held = ""
+                return self._released(held), None
+            keep = min(self.overlap, len(held))
+            out, self.held = held[: len(held) - keep], held[len(held) - keep :]
+            return self._released(out), None
+        return "", None
+
+    async def finish(self, extra: list[str] | None = None) -> tuple[str, Decision | None, dict[int, str]]:
+        """Check what is left (plus `extra` texts, e.g. tool-call arguments, as pieces 1..n).
+        Returns (text to release, blocking decision or None, rewrites of the extra pieces)."""
+        extra = [e for e in (extra or []) if e]
+        if not self.held and not extra:
+            return "", None, {}
+        if self.mode == "async":
+            decision = await self._check(self.held + "".join("\n" + e for e in extra), [self.held, *extra])
+            self.held = ""
+            if decision.blocked:
+                return "", decision, {}
+            return "", None, {i - 1: t for i, t in decision.rewrites.items() if i > 0}
+        text = self.tail + self.held + "".join("\n" + e for e in extra)
+        decision = await self._check(text, [self.held, *extra])
+        held, self.held = decision.rewrites.get(0, self.held), ""
+        if decision.blocked:
+            return "", decision, {}
+        return self._released(held), None, {i - 1: t for i, t in decision.rewrites.items() if i > 0}
+
+    async def _check(self, text: str, pieces: list[str]) -> Decision:
+        self.checks += 1
+        return await self.check(text, pieces)
+
+
 @dataclass(slots=True)
 class _Choice:
     index: int
-    held: str = ""
-    released_tail: str = ""
+    window: Window
     tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
     ended: bool = False
 
 
-class StreamModerator:
-    def __init__(self, settings: StreamSettings, check: CheckFn) -> None:
-        self.mode = settings.mode
-        self.window = settings.window_chars
-        self.overlap = settings.overlap_chars
+class ChatStream:
+    """Moderates `chat.completion.chunk` streams (`kind="chat"`) and legacy `text_completion`
+    streams (`kind="completions"`), one `Window` per choice.
+
+    Tool-call deltas are accumulated per choice and released, checked, with the finish
+    chunk. Chunks with no text (role, usage) pass through. On a block the choice ends with
+    `finish_reason: "content_filter"` (and the policy message); when every choice has ended
+    that way the upstream is closed and `data: [DONE]` is sent.
+    """
+
+    def __init__(self, settings: StreamSettings, check: CheckFn, kind: str = "chat",
+                 holdback: list[float] | None = None) -> None:
+        self.settings = settings
         self.check = check
+        self.kind = kind
+        self.holdback = holdback
         self.choices: dict[int, _Choice] = {}
-        self.template: dict[str, Any] = {"object": "chat.completion.chunk"}
-        self.windows_checked = 0
-        self.cut = False  # some choice was ended by a block
+        self.template: dict[str, Any] = {}
+        self.cut = False
 
-    # --- chunk building ---------------------------------------------------------------
-    def _chunk(self, index: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        event = {**self.template, "choices": [{"index": index, "delta": delta, "finish_reason": finish}]}
-        return sse(event)
-
-    def _release(self, state: _Choice, text: str) -> list[bytes]:
-        if not text:
-            return []
-        state.released_tail = (state.released_tail + text)[-self.overlap :] if self.overlap else ""
-        return [self._chunk(state.index, {"content": text})]
-
-    def _cut(self, state: _Choice, decision: Decision) -> list[bytes]:
-        state.ended = True
-        state.held = ""
-        self.cut = True
-        delta = {"content": decision.message()} if decision.message() else {}
-        return [self._chunk(state.index, delta, "content_filter")]
-
-    # --- checks ---------------------------------------------------------------------
-    async def _judge(self, state: _Choice, final: bool) -> tuple[list[bytes], bool]:
-        """Check what `state` holds; returns (chunks to send, still open)."""
-        self.windows_checked += 1
-        args = "".join(c["function"]["arguments"] for c in state.tool_calls.values()) if final else ""
-        text = state.released_tail + state.held + (("\n" + args) if args else "")
-        pieces = [state.held] + ([args] if args else [])
-        decision = await self.check(text, pieces)
-        if decision.blocked:
-            return self._cut(state, decision), False
-        held = decision.rewrites.get(0, state.held)
-        if final or 0 in decision.rewrites:
-            release, state.held = held, ""
+    def _chunk(self, index: int, text: str | None = None, finish: str | None = None,
+               tool_calls: list[dict[str, Any]] | None = None) -> bytes:
+        if self.kind == "chat":
+            delta: dict[str, Any] = {}
+            if text:
+                delta["content"] = text
+            if tool_calls:
+                delta["tool_calls"] = tool_calls
+            choice = {"index": index, "delta": delta, "finish_reason": finish}
         else:
-            keep = min(self.overlap, len(held))
-            release, state.held = held[: len(held) - keep], held[len(held) - keep :]
-        if final and 1 in decision.rewrites:
-            self._rewrite_args(state, decision.rewrites[1])
-        return self._release(state, release), True
+            choice = {"index": index, "text": text or "", "logprobs": None, "finish_reason": finish}
+        return sse({**self.template, "choices": [choice]})
 
-    @staticmethod
-    def _rewrite_args(state: _Choice, new_args: str) -> None:
-        calls = list(state.tool_calls.values())
-        for call in calls:
-            call["function"]["arguments"] = ""
-        if calls:
-            calls[0]["function"]["arguments"] = new_args
+    def _end(self, state: _Choice, decision: Decision) -> bytes:
+        state.ended = True
+        self.cut = True
+        return self._chunk(state.index, decision.message() or None, "content_filter")
 
-    # --- the stream -----------------------------------------------------------------
     async def run(self, events: AsyncIterator[Any]) -> AsyncIterator[bytes]:
         try:
             async for event in events:
@@ -115,8 +168,8 @@ class StreamModerator:
                     break
                 for out in await self._on_event(event):
                     yield out
-                if self.choices and all(c.ended for c in self.choices.values()) and self.cut:
-                    break
+                if self.cut and all(c.ended for c in self.choices.values()):
+                    break  # every choice is over: close the upstream now
             yield DONE_LINE
         finally:
             close = getattr(events, "aclose", None)
@@ -129,88 +182,80 @@ class StreamModerator:
                 self.template[key] = event[key]
         choices = event.get("choices") or []
         if not choices:
-            return [sse(event)]  # usage chunk and the like
+            return [sse(event)]  # the usage chunk and the like
         out: list[bytes] = []
         passthrough = []
         for choice in choices:
             index = choice.get("index", 0)
-            state = self.choices.setdefault(index, _Choice(index))
+            state = self.choices.get(index)
+            if state is None:
+                state = self.choices[index] = _Choice(index, Window(self.settings, self.check, self.holdback))
             if state.ended:
                 continue
-            delta = choice.get("delta") or {}
-            text = delta.get("content") or ""
-            calls = delta.get("tool_calls") or []
-            other = {k: v for k, v in delta.items() if k not in ("content", "tool_calls") and v is not None}
-            if other and not state.held and not text and not calls:
-                passthrough.append(choice)
+            if self.kind == "chat":
+                delta = choice.get("delta") or {}
+                text, calls = delta.get("content") or "", delta.get("tool_calls") or []
+                if not text and not calls and any(v is not None for k, v in delta.items()) and not choice.get("finish_reason"):
+                    passthrough.append(choice)  # the role chunk
+            else:
+                text, calls = choice.get("text") or "", []
             for call in calls:
-                self._merge_call(state, call)
+                _merge_call(state.tool_calls, call)
             if text:
-                out += await self._on_text(state, text)
-            if choice.get("finish_reason") and not state.ended:
-                out += await self._on_finish(state, choice["finish_reason"])
+                released, blocked = await state.window.feed(text)
+                if released:
+                    out.append(self._chunk(index, released))
+                if blocked is not None:
+                    out.append(self._end(state, blocked))
+                    continue
+            if choice.get("finish_reason"):
+                out += await self._finish(state, choice["finish_reason"])
         if passthrough:
             out.insert(0, sse({**event, "choices": passthrough}))
         return out
 
-    async def _on_text(self, state: _Choice, text: str) -> list[bytes]:
-        if self.mode == "async":
-            state.held += text
-            out = self._release(state, text)
-            if len(state.held) >= self.window:
-                self.windows_checked += 1
-                decision = await self.check(state.held, [state.held])
-                state.held = state.held[-self.overlap :] if self.overlap else ""
-                if decision.blocked:
-                    return out + self._cut(state, decision)
-            return out
-        state.held += text
-        if self.mode == "window" and len(state.held) >= self.window + self.overlap:
-            out, _ = await self._judge(state, final=False)
-            return out
-        return []
-
-    async def _on_finish(self, state: _Choice, reason: str) -> list[bytes]:
-        if self.mode == "async":
-            decision = await self.check(state.held, [state.held]) if state.held or state.tool_calls else None
-            if decision is not None and decision.blocked:
-                return self._cut(state, decision)
-            out = []
-        else:
-            out, alive = await self._judge(state, final=True) if (state.held or state.tool_calls) else ([], True)
-            if not alive:
-                return out
-        if state.tool_calls:
-            calls = [{"index": i, **c} for i, c in sorted(state.tool_calls.items())]
-            out.append(self._chunk(state.index, {"tool_calls": calls}))
+    async def _finish(self, state: _Choice, reason: str) -> list[bytes]:
+        calls = [state.tool_calls[i] for i in sorted(state.tool_calls)]
+        released, blocked, rewrites = await state.window.finish([c["function"]["arguments"] for c in calls])
+        if blocked is not None:
+            return [self._end(state, blocked)]
+        out = [self._chunk(state.index, released)] if released else []
+        if calls:
+            args = [c for c in calls if c["function"]["arguments"]]
+            for i, text in rewrites.items():
+                args[i]["function"]["arguments"] = text
+            out.append(self._chunk(state.index, tool_calls=[{"index": i, **c} for i, c in enumerate(calls)]))
         state.ended = True
-        out.append(self._chunk(state.index, {}, reason))
+        out.append(self._chunk(state.index, finish=reason))
         return out
 
-    @staticmethod
-    def _merge_call(state: _Choice, call: dict[str, Any]) -> None:
-        slot = state.tool_calls.setdefault(
-            call.get("index", 0), {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
-        )
-        if call.get("id"):
-            slot["id"] = call["id"]
-        if call.get("type"):
-            slot["type"] = call["type"]
-        fn = call.get("function") or {}
-        if fn.get("name"):
-            slot["function"]["name"] += fn["name"]
-        if fn.get("arguments"):
-            slot["function"]["arguments"] += fn["arguments"]
+
+def _merge_call(calls: dict[int, dict[str, Any]], call: dict[str, Any]) -> None:
+    slot = calls.setdefault(call.get("index", 0), {"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+    if call.get("id"):
+        slot["id"] = call["id"]
+    if call.get("type"):
+        slot["type"] = call["type"]
+    fn = call.get("function") or {}
+    slot["function"]["name"] += fn.get("name") or ""
+    slot["function"]["arguments"] += fn.get("arguments") or ""
 
 
-async def passthrough(events: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+def sse_named(event: dict[str, Any]) -> bytes:
+    """Responses API events carry their type as the SSE event name too."""
+    return b"event: " + str(event.get("type", "message")).encode() + b"\n" + sse(event)
+
+
+async def passthrough(events: AsyncIterator[Any], named: bool = False) -> AsyncIterator[bytes]:
     """No output policy in force: relay the upstream's events as they come."""
+    encode = sse_named if named else sse
     try:
         async for event in events:
             if event is DONE:
                 break
-            yield sse(event)
-        yield DONE_LINE
+            yield encode(event)
+        if not named:
+            yield DONE_LINE
     finally:
         close = getattr(events, "aclose", None)
         if close is not None:

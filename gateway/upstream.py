@@ -117,7 +117,7 @@ class Upstream:
                 response.release()
             _json_or_error(response.status, content, response.headers.get("content-type", ""))
             raise UpstreamError(f"upstream returned HTTP {response.status}")
-        return _sse_events(response)
+        return EventStream(response)
 
     # --- litellm (imported only when a route needs it) ------------------------------
     def _litellm_module(self) -> Any:
@@ -180,6 +180,23 @@ def _json_or_error(status: int, content: bytes, content_type: str) -> dict[str, 
     if not isinstance(data, dict):
         raise UpstreamError("the upstream returned JSON that is not an object")
     return data
+
+
+class EventStream:
+    """An upstream SSE stream. `aclose()` always frees the connection, even if the stream was
+    never iterated (an input block in concurrent mode closes a stream nobody read)."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self.response = response
+        self._events = _sse_events(response)
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._events
+
+    async def aclose(self) -> None:
+        await self._events.aclose()
+        if not self.response.closed and not self.response.content.at_eof():
+            self.response.close()
 
 
 async def _sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[Any]:

@@ -164,7 +164,7 @@ class GuardSettings(_Strict):
 class PolicySettings(_Strict):
     guard: GuardSettings = GuardSettings()
     stream: StreamSettings = StreamSettings()
-    input_mode: Literal["concurrent", "before"] = "before"
+    input_mode: Literal["concurrent", "before"] = "concurrent"
     log_allowed: bool = False
     log_content: bool = False
 

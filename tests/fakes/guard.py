@@ -2,7 +2,8 @@
 
 It flags policy `X` when the judged text contains `VIOLATE:X`; raises when it contains
 `GUARD_CRASH`; sleeps 10 s on `GUARD_SLOW`; leaves every policy out of its verdict on
-`GUARD_PARTIAL` (an unreadable reply).
+`GUARD_PARTIAL` (an unreadable reply); waits `delay` seconds (constructor) before every verdict,
+and 0.5 s when the text contains `GUARD_DELAY`. `active` counts checks in flight.
 """
 
 from __future__ import annotations
@@ -16,13 +17,24 @@ from guard.verdict import CheckRequest, PolicyResult, Verdict
 class ScriptedGuard:
     name = "scripted"
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0) -> None:
         self.calls: list[CheckRequest] = []
         self.closed = False
+        self.delay = delay
+        self.active = 0
 
     async def check(self, request: CheckRequest) -> Verdict:
+        self.active += 1
+        try:
+            return await self._check(request)
+        finally:
+            self.active -= 1
+
+    async def _check(self, request: CheckRequest) -> Verdict:
         self.calls.append(request)
         text = request.content
+        if self.delay or "GUARD_DELAY" in text:
+            await asyncio.sleep(self.delay or 0.5)
         if "GUARD_CRASH" in text:
             raise GuardFailure("the guard model returned an unreadable answer")
         if "GUARD_SLOW" in text:

@@ -115,6 +115,94 @@ async def chat(request: Request) -> Response:
     return StreamingResponse(events(), media_type="text/event-stream")
 
 
+def _record(request: Request, body: dict[str, Any]) -> None:
+    request.app.state.calls.append({"body": body, "headers": dict(request.headers), "path": request.url.path})
+
+
+def _stream(request: Request, model: str, chunks, named: bool = False) -> StreamingResponse:
+    """SSE from an iterator of event dicts; records cancellation like the chat stream."""
+    app = request.app
+    delay = 0.05 if model.partition(":")[0] == "drip" else 0.0
+
+    async def events():
+        try:
+            for event in chunks:
+                prefix = b"event: " + event["type"].encode() + b"\n" if named else b""
+                yield prefix + b"data: " + orjson.dumps(event) + b"\n\n"
+                if delay:
+                    await asyncio.sleep(delay)
+            if not named:
+                yield b"data: [DONE]\n\n"
+        except BaseException:
+            app.state.cancelled.append(model)
+            raise
+        app.state.completed.append(model)
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+async def completions(request: Request) -> Response:
+    body = orjson.loads(await request.body())
+    _record(request, body)
+    model = body["model"]
+    prompt = body["prompt"] if isinstance(body["prompt"], str) else " ".join(body["prompt"])
+    text = reply_for(model, [{"role": "user", "content": prompt}])
+    base = {"id": "cmpl-fake", "object": "text_completion", "created": 0, "model": model}
+    if not body.get("stream"):
+        return Response(orjson.dumps({**base, "choices": [{"index": 0, "text": text, "finish_reason": "stop", "logprobs": None}],
+                                      "usage": _usage()}), media_type="application/json")
+    chunks = [{**base, "choices": [{"index": 0, "text": text[j:j + 5], "finish_reason": None, "logprobs": None}]}
+              for j in range(0, len(text), 5)]
+    chunks.append({**base, "choices": [{"index": 0, "text": "", "finish_reason": "stop", "logprobs": None}]})
+    return _stream(request, model, chunks)
+
+
+async def embeddings(request: Request) -> Response:
+    body = orjson.loads(await request.body())
+    _record(request, body)
+    inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+    data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(len(inputs))]
+    return Response(orjson.dumps({"object": "list", "data": data, "model": body["model"],
+                                  "usage": {"prompt_tokens": 3, "total_tokens": 3}}), media_type="application/json")
+
+
+async def responses(request: Request) -> Response:
+    body = orjson.loads(await request.body())
+    _record(request, body)
+    model = body["model"]
+    items = body["input"]
+    if isinstance(items, str):
+        items = [{"role": "user", "content": items}]
+    text = reply_for(model, [i for i in items if isinstance(i, dict)])
+    item = {"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
+            "content": [{"type": "output_text", "text": text, "annotations": []}]}
+    final = {"id": "resp_fake", "object": "response", "created_at": 0, "status": "completed", "model": model,
+             "output": [item], "usage": {"input_tokens": 5, "output_tokens": 7, "total_tokens": 12,
+                                         "input_tokens_details": {"cached_tokens": 0},
+                                         "output_tokens_details": {"reasoning_tokens": 0}}}
+    if not body.get("stream"):
+        return Response(orjson.dumps(final), media_type="application/json")
+    started = {**final, "status": "in_progress", "output": []}
+    part = {"type": "output_text", "text": "", "annotations": []}
+    events = [
+        {"type": "response.created", "response": started},
+        {"type": "response.output_item.added", "output_index": 0, "item": {**item, "status": "in_progress", "content": []}},
+        {"type": "response.content_part.added", "item_id": "msg_1", "output_index": 0, "content_index": 0, "part": part},
+    ]
+    events += [{"type": "response.output_text.delta", "item_id": "msg_1", "output_index": 0, "content_index": 0,
+                "delta": text[j:j + 6]} for j in range(0, len(text), 6)]
+    events += [
+        {"type": "response.output_text.done", "item_id": "msg_1", "output_index": 0, "content_index": 0, "text": text},
+        {"type": "response.content_part.done", "item_id": "msg_1", "output_index": 0, "content_index": 0,
+         "part": {**part, "text": text}},
+        {"type": "response.output_item.done", "output_index": 0, "item": item},
+        {"type": "response.completed", "response": final},
+    ]
+    for n, event in enumerate(events):
+        event["sequence_number"] = n
+    return _stream(request, model, events, named=True)
+
+
 async def models(request: Request) -> Response:
     data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in ("echo", "tools", "slow")]
     return Response(orjson.dumps({"object": "list", "data": data}), media_type="application/json")
@@ -124,6 +212,9 @@ def create_fake_upstream() -> Starlette:
     app = Starlette(routes=[
         Route("/v1/chat/completions", chat, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/completions", completions, methods=["POST"]),
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/v1/responses", responses, methods=["POST"]),
     ])
     app.state.calls = []
     app.state.cancelled = []

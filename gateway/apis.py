@@ -1,0 +1,162 @@
+"""The OpenAI endpoints the gateway moderates, each as a small adapter.
+
+An adapter knows, for its endpoint: the upstream path, how to read the moderated text
+out of a request (`read_input`), and how to moderate a whole (non-streamed) response
+(`output_units` + `block_unit`). Streams are handled in `gateway/streaming.py` and
+`gateway/responses_stream.py`. Everything an adapter does not read passes through.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.errors import BadRequest
+from gateway.messages import Piece, setter, choice_pieces, input_pieces, message_pieces, replace_choice, validate_chat_request
+from guard.verdict import Turn
+
+
+@dataclass(slots=True)
+class Unit:
+    """One independently moderated part of a response (a choice), with its pieces."""
+
+    target: dict[str, Any]
+    pieces: list[Piece]
+
+
+def _require_model(body: Any) -> None:
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise BadRequest("'model' is required and must be a string", param="model")
+
+
+def _string_list(container: dict[str, Any], key: str, role: str) -> list[Piece]:
+    """`key` holding a string or a list of strings (token arrays are passed through unread)."""
+    value = container.get(key)
+    if isinstance(value, str):
+        return [Piece(role, value, setter(container, key))]
+    if isinstance(value, list):
+        return [Piece(role, v, setter(value, i)) for i, v in enumerate(value) if isinstance(v, str)]
+    if value is None:
+        raise BadRequest(f"'{key}' is required", param=key)
+    raise BadRequest(f"'{key}' must be a string or an array", param=key)
+
+
+class ChatApi:
+    name = "chat_completions"
+    path = "/chat/completions"
+    stream_kind = "chat"
+
+    def read_input(self, body: Any) -> tuple[tuple[Turn, ...], list[Piece]]:
+        return input_pieces(validate_chat_request(body))
+
+    def output_units(self, response: dict[str, Any]) -> list[Unit]:
+        return [Unit(c, choice_pieces(c)) for c in response.get("choices") or [] if isinstance(c, dict)]
+
+    def block_unit(self, response: dict[str, Any], unit: Unit, message: str) -> None:
+        replace_choice(unit.target, message)
+
+
+class CompletionsApi:
+    name = "completions"
+    path = "/completions"
+    stream_kind = "completions"
+
+    def read_input(self, body: Any) -> tuple[tuple[Turn, ...], list[Piece]]:
+        _require_model(body)
+        pieces = _string_list(body, "prompt", "user")
+        return tuple(Turn("user", p.text) for p in pieces if p.text), pieces
+
+    def output_units(self, response: dict[str, Any]) -> list[Unit]:
+        units = []
+        for choice in response.get("choices") or []:
+            if isinstance(choice, dict) and isinstance(choice.get("text"), str):
+                units.append(Unit(choice, [Piece("assistant", choice["text"], setter(choice, "text"))]))
+        return units
+
+    def block_unit(self, response: dict[str, Any], unit: Unit, message: str) -> None:
+        unit.target["text"] = message
+        unit.target["finish_reason"] = "content_filter"
+
+
+class EmbeddingsApi:
+    name = "embeddings"
+    path = "/embeddings"
+    stream_kind = None
+
+    def read_input(self, body: Any) -> tuple[tuple[Turn, ...], list[Piece]]:
+        _require_model(body)
+        pieces = _string_list(body, "input", "user")
+        return tuple(Turn("user", p.text) for p in pieces if p.text), pieces
+
+    def output_units(self, response: dict[str, Any]) -> list[Unit]:
+        return []
+
+    def block_unit(self, response: dict[str, Any], unit: Unit, message: str) -> None:  # pragma: no cover
+        raise AssertionError("embeddings have no output to moderate")
+
+
+class ResponsesApi:
+    """The Responses API: `input` (a string or items) in, `output` items out."""
+
+    name = "responses"
+    path = "/responses"
+    stream_kind = "responses"
+
+    def read_input(self, body: Any) -> tuple[tuple[Turn, ...], list[Piece]]:
+        _require_model(body)
+        items = body.get("input")
+        if isinstance(items, str):
+            pieces = _string_list(body, "input", "user")
+            return (Turn("user", items),), pieces
+        if not isinstance(items, list):
+            raise BadRequest("'input' is required and must be a string or an array of items", param="input")
+        turns: list[Turn] = []
+        judged: list[Piece] = []
+        for item in items:
+            if not isinstance(item, dict):
+                raise BadRequest("each 'input' item must be an object", param="input")
+            kind = item.get("type", "message")
+            if kind == "message" and item.get("role") in ("user", "assistant"):
+                role = item["role"]
+                pieces = message_pieces(item, role)
+            elif kind == "function_call_output" and isinstance(item.get("output"), str):
+                role, pieces = "tool", [Piece("tool", item["output"], setter(item, "output"))]
+            else:
+                continue  # system/developer instructions, references: forwarded, not judged
+            text = "\n".join(p.text for p in pieces if p.text)
+            if text:
+                turns.append(Turn(role, text))  # type: ignore[arg-type]
+            if role != "assistant":
+                judged.extend(pieces)
+        return tuple(turns), judged
+
+    def output_units(self, response: dict[str, Any]) -> list[Unit]:
+        pieces: list[Piece] = []
+        for item in response.get("output") or []:
+            if not isinstance(item, dict):
+                continue
+            if item.get("type") == "message":
+                pieces += message_pieces(item, "assistant")
+            elif item.get("type") == "function_call" and isinstance(item.get("arguments"), str):
+                pieces.append(Piece("assistant", item["arguments"], setter(item, "arguments")))
+        return [Unit(response, pieces)] if pieces else []
+
+    def block_unit(self, response: dict[str, Any], unit: Unit, message: str) -> None:
+        block_response(response, message)
+
+
+def block_response(response: dict[str, Any], message: str) -> None:
+    """How the Responses API reports content filtering: status `incomplete`,
+    `incomplete_details.reason == "content_filter"`; the output is the policy message."""
+    response["status"] = "incomplete"
+    response["incomplete_details"] = {"reason": "content_filter"}
+    response["output"] = [{
+        "type": "message", "id": "msg_rsafe_blocked", "status": "incomplete", "role": "assistant",
+        "content": [{"type": "output_text", "text": message, "annotations": []}],
+    }]
+    response.pop("output_text", None)
+
+
+CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES = ChatApi(), CompletionsApi(), EmbeddingsApi(), ResponsesApi()

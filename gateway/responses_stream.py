@@ -1,0 +1,128 @@
+"""Output moderation of Responses API streams (`POST /v1/responses` with `stream: true`).
+
+`response.output_text.delta` events go through a hold-back `Window` per output part
+(output_index, content_index), exactly as chat chunks do; function-call argument deltas
+are held and checked whole at `response.function_call_arguments.done`. The `.done`
+events and the final `response.completed` carry the released (possibly rewritten) text,
+so the client's accumulated text and the final object agree. Every event we emit gets a
+fresh `sequence_number`, because held deltas are merged.
+
+A block ends the stream the way the Responses API reports content filtering: a
+`response.incomplete` event whose response has `status: "incomplete"` and
+`incomplete_details.reason == "content_filter"`; the upstream is then closed.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator
+from typing import Any
+
+from gateway.apis import block_response
+from gateway.pipeline import Decision
+from gateway.streaming import CheckFn, Window, sse_named
+from gateway.upstream import DONE
+from guard.policies import StreamSettings
+
+Key = tuple[int, int]
+
+
+class ResponsesStream:
+    def __init__(self, settings: StreamSettings, check: CheckFn) -> None:
+        self.settings = settings
+        self.check = check
+        self.windows: dict[Key, Window] = {}
+        self.released: dict[Key, str] = {}  # what the client has been sent, per text part
+        self.args: dict[int, str] = {}  # released function-call arguments, per output index
+        self.pending_args: dict[int, str] = {}
+        self.response: dict[str, Any] = {}
+        self.seq = 0
+        self.ended = False
+
+    def _emit(self, event: dict[str, Any]) -> bytes:
+        event = {**event, "sequence_number": self.seq}
+        self.seq += 1
+        return sse_named(event)
+
+    def _window(self, key: Key) -> Window:
+        if key not in self.windows:
+            self.windows[key] = Window(self.settings, self.check)
+            self.released[key] = ""
+        return self.windows[key]
+
+    def _delta(self, template: dict[str, Any], text: str) -> bytes:
+        key = (template.get("output_index", 0), template.get("content_index", 0))
+        self.released[key] = self.released.get(key, "") + text
+        return self._emit({**template, "type": "response.output_text.delta", "delta": text})
+
+    def _blocked(self, decision: Decision) -> bytes:
+        self.ended = True
+        response = copy.deepcopy(self.response) or {"object": "response"}
+        block_response(response, decision.message())
+        return self._emit({"type": "response.incomplete", "response": response})
+
+    async def run(self, events: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+        try:
+            async for event in events:
+                if event is DONE:
+                    break
+                for out in await self._on_event(event):
+                    yield out
+                if self.ended:
+                    break
+        finally:
+            close = getattr(events, "aclose", None)
+            if close is not None:
+                await close()
+
+    async def _on_event(self, event: dict[str, Any]) -> list[bytes]:
+        kind = event.get("type", "")
+        if isinstance(event.get("response"), dict):
+            self.response = event["response"]
+        key = (event.get("output_index", 0), event.get("content_index", 0))
+        if kind == "response.output_text.delta":
+            released, blocked = await self._window(key).feed(event.get("delta") or "")
+            out = [self._delta(event, released)] if released else []
+            return out + ([self._blocked(blocked)] if blocked else [])
+        if kind == "response.output_text.done":
+            released, blocked, _ = await self._window(key).finish()
+            if blocked:
+                return [self._blocked(blocked)]
+            out = [self._delta(event, released)] if released else []
+            return out + [self._emit({**event, "text": self.released.get(key, "")})]
+        if kind == "response.function_call_arguments.delta":
+            index = event.get("output_index", 0)
+            self.pending_args[index] = self.pending_args.get(index, "") + (event.get("delta") or "")
+            return []
+        if kind == "response.function_call_arguments.done":
+            index = event.get("output_index", 0)
+            args = event.get("arguments") or self.pending_args.pop(index, "")
+            _, blocked, rewrites = await Window(self.settings, self.check).finish([args])
+            if blocked:
+                return [self._blocked(blocked)]
+            self.args[index] = rewrites.get(0, args)
+            delta = {**event, "type": "response.function_call_arguments.delta", "delta": self.args[index]}
+            delta.pop("arguments", None)
+            return [self._emit(delta), self._emit({**event, "arguments": self.args[index]})]
+        if kind in ("response.content_part.done", "response.output_item.done", "response.completed"):
+            self._patch(event)
+        return [self._emit(event)]
+
+    def _patch(self, event: dict[str, Any]) -> None:
+        """Make the summary events carry what was actually released."""
+        if event.get("type") == "response.content_part.done" and isinstance(event.get("part"), dict):
+            key = (event.get("output_index", 0), event.get("content_index", 0))
+            if key in self.released:
+                event["part"]["text"] = self.released[key]
+            return
+        items = [event["item"]] if isinstance(event.get("item"), dict) else []
+        if isinstance(event.get("response"), dict):
+            items = [i for i in event["response"].get("output") or [] if isinstance(i, dict)]
+            event["response"].pop("output_text", None)
+        for position, item in enumerate(items):
+            index = event.get("output_index", position)
+            if item.get("type") == "function_call" and index in self.args:
+                item["arguments"] = self.args[index]
+            for c, part in enumerate(item.get("content") or []):
+                if isinstance(part, dict) and (index, c) in self.released:
+                    part["text"] = self.released[(index, c)]
