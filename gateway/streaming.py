@@ -1,8 +1,10 @@
 """Output moderation of streams: the hold-back window, and the chat/completions stream.
 
 Modes (policies.yaml `settings.stream.mode`):
-- `window` (default): text is held back until the guard has passed it. When a
-  stream holds `window_chars + overlap_chars` unchecked characters, the guard reads
+- `window` (default): text is held back until the guard has passed it. Windows grow:
+  the first is `first_window_chars` (the first words appear quickly), each next one
+  doubles, up to `window_chars`. When a stream holds `window + overlap_chars`
+  unchecked characters, the guard reads
   the last `overlap_chars` already released (context) plus everything held; on a
   pass all but the last `overlap_chars` are released, so text split across chunks
   or windows is always seen whole by a later check before it goes out. The tail
@@ -47,6 +49,7 @@ class Window:
         self.mode = settings.mode
         self.size = settings.window_chars
         self.overlap = settings.overlap_chars
+        self.next = min(settings.first_window_chars, settings.window_chars)
         self.check = check
         self.held = ""
         self.tail = ""  # the last `overlap` released characters: context for the next check
@@ -77,7 +80,8 @@ class Window:
                 if decision.blocked:
                     return out, decision
             return self._released(out), None
-        if self.mode == "window" and len(self.held) >= self.size + self.overlap:
+        if self.mode == "window" and len(self.held) >= self.next + self.overlap:
+            self.next = min(self.size, self.next * 2)
             decision = await self._check(self.tail + self.held, [self.held])
             if decision.blocked:
                 self.held = ""

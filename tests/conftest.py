@@ -8,7 +8,7 @@ TEST_POLICIES = """
 version: 1
 settings:
   guard: {backend: patterns, timeout_s: 0.5}
-  stream: {mode: window, window_chars: 32, overlap_chars: 8}
+  stream: {mode: window, window_chars: 32, overlap_chars: 16, first_window_chars: 16}
 policies:
   - id: VIOLENCE
     description: Helping someone hurt people.

@@ -7,6 +7,8 @@ Behaviour is chosen by model name (the part before any ':'):
 - `slow`: waits 2 s before answering.
 - `error`: HTTP 500.  `garbage`: 200 with a body that is not JSON.  `bad`: HTTP 400 with an OpenAI error.
 - `drip`: streams slowly (for disconnect/cancellation tests).
+- `paced:<ttft_ms>:<tokens_per_s>:<n_tokens>`: streams n 4-character tokens after a fixed time to
+  first token, at a fixed rate (for the streaming benchmark).
 Streams split the reply into `chunk` characters (`?chunk=` in the model name is not needed:
 use the `x-fake-chunk` header or the default 7). Every request is recorded in `app.state.calls`;
 streams closed early are recorded in `app.state.cancelled`.
@@ -62,7 +64,13 @@ async def chat(request: Request) -> Response:
         return Response(orjson.dumps(err), 400, media_type="application/json")
     if kind == "slow":
         await asyncio.sleep(2.0)
-    text = reply_for(model, body["messages"])
+    pace = None
+    if kind == "paced":
+        ttft_ms, rate, count = (float(x) for x in model.split(":")[1:4])
+        pace = (ttft_ms / 1000, 1 / rate)
+        text = "word" * int(count)
+    else:
+        text = reply_for(model, body["messages"])
     n = int(body.get("n") or 1)
     created = int(time.time())
     if kind == "tools":
@@ -80,13 +88,15 @@ async def chat(request: Request) -> Response:
             "choices": [{"index": i, "message": message, "finish_reason": finish, "logprobs": None} for i in range(n)],
             "usage": _usage(), "system_fingerprint": "fp_fake",
         }), media_type="application/json")
-    size = int(request.headers.get("x-fake-chunk", "7"))
+    size = 4 if pace else int(request.headers.get("x-fake-chunk", "7"))
     delay = 0.05 if kind == "drip" else 0.0
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
     async def events():
         base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created, "model": model}
         try:
+            if pace:
+                await asyncio.sleep(pace[0])
             for i in range(n):
                 yield b"data: " + orjson.dumps({**base, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}) + b"\n\n"
             if kind == "tools":
@@ -100,8 +110,8 @@ async def chat(request: Request) -> Response:
                 for j in range(0, len(text), size):
                     for i in range(n):
                         yield b"data: " + orjson.dumps({**base, "choices": [{"index": i, "delta": {"content": text[j:j + size]}, "finish_reason": None}]}) + b"\n\n"
-                    if delay:
-                        await asyncio.sleep(delay)
+                    if delay or pace:
+                        await asyncio.sleep(pace[1] if pace else delay)
             for i in range(n):
                 yield b"data: " + orjson.dumps({**base, "choices": [{"index": i, "delta": {}, "finish_reason": finish}]}) + b"\n\n"
             if include_usage:
