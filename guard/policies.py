@@ -144,11 +144,11 @@ class RouteRule(_Strict):
 
 class StreamSettings(_Strict):
     mode: Literal["window", "buffer", "async"] = "window"
-    window_chars: int = Field(default=600, ge=16)
-    overlap_chars: int = Field(default=120, ge=0)
+    window_chars: int = Field(default=160, ge=16)
+    overlap_chars: int = Field(default=48, ge=0)
     # Windows grow: the first check comes after this many characters (so the first words
     # appear quickly), then each window doubles up to window_chars.
-    first_window_chars: int = Field(default=64, ge=8)
+    first_window_chars: int = Field(default=24, ge=8)
 
     @model_validator(mode="after")
     def _overlap(self) -> StreamSettings:
