@@ -104,6 +104,7 @@ def create_app(settings: Settings, *, upstream: Upstream | None = None, guard: G
             Route("/v1/completions", routes.moderated(COMPLETIONS), methods=["POST"], name="completions"),
             Route("/v1/responses", routes.moderated(RESPONSES), methods=["POST"], name="responses"),
             Route("/v1/embeddings", routes.moderated(EMBEDDINGS), methods=["POST"], name="embeddings"),
+            Route("/v1/moderations", routes.moderations, methods=["POST"], name="moderations"),
             Route("/v1/models", routes.models, methods=["GET"], name="models"),
             Route("/healthz", routes.healthz, methods=["GET"], name="healthz"),
             Route("/readyz", routes.readyz, methods=["GET"], name="readyz"),

@@ -98,6 +98,10 @@ class Moderator:
         self.patterns = PatternsGuard()
         self.timeout_s = timeout_s
 
+    @property
+    def guard_name(self) -> str | None:
+        return getattr(self.model_guard, "name", None)
+
     async def aclose(self) -> None:
         if self.model_guard is not None:
             await self.model_guard.aclose()
@@ -138,8 +142,25 @@ class Moderator:
         decision.latency_ms = (time.perf_counter() - start) * 1000
         return decision
 
+    async def verdict(self, request: CheckRequest) -> tuple[Verdict | None, str | None]:
+        """Raw verdict for `/v1/moderations`: model policies by the model guard, patterns policies
+        by the patterns guard, merged; (None, error) when the model guard failed."""
+        model = tuple(p for p in request.policies if p.engine == "model")
+        patterns = tuple(p for p in request.policies if p.engine == "patterns")
+        merged = Verdict("patterns", decided_by="patterns")
+        if patterns:
+            merged = await self.patterns.check(CheckRequest(request.direction, request.conversation, patterns))
+        if not model:
+            return merged, None
+        verdict, error = await self._judge(CheckRequest(request.direction, request.conversation, model, request.policy_version))
+        if verdict is None:
+            return None, error
+        verdict.results.update(merged.results)
+        return verdict, None
+
     async def _judge(self, request: CheckRequest) -> tuple[Verdict | None, str | None]:
-        assert self.model_guard is not None
+        if self.model_guard is None:
+            return None, "no model guard is configured for the model policies"
         try:
             verdict = await asyncio.wait_for(self.model_guard.check(request), self.timeout_s)
         except asyncio.TimeoutError:

@@ -104,6 +104,13 @@ async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
     return task.result()
 
 
+async def moderations(request: Request) -> Response:
+    gw = gateway_of(request)
+    ctx = context(request, "moderations")
+    body, _ = await read_json(request, gw.settings.max_body_bytes)
+    return _json(await until_disconnect(request, gw.moderations(ctx, body)))
+
+
 async def _guarded(stream: AsyncIterator[bytes], ctx: RequestContext) -> AsyncIterator[bytes]:
     """Once headers are out, an error can only be reported in-band, as an SSE error event."""
     try:

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import structlog
 
 from gateway.blocklog import BlockLog
-from gateway.errors import ContentBlocked, GatewayError
+from gateway.errors import BadRequest, ContentBlocked, GatewayError
 from gateway.messages import Piece, last_user_text
 from gateway.metrics import Metrics
 from gateway.pipeline import Decision, Moderator
@@ -27,7 +27,8 @@ from gateway.streaming import ChatStream, passthrough
 from gateway.upstream import Upstream
 from guard.policies import Direction, GuardSettings, PolicySet
 from guard.registry import build_guard
-from guard.verdict import Guard, Turn
+from guard.moderations import to_openai_moderation
+from guard.verdict import CheckRequest, Guard, Turn, Verdict
 
 log = structlog.get_logger("rsafe.gateway")
 T = TypeVar("T")
@@ -165,6 +166,23 @@ class Gateway:
             elif not upstream.cancelled() and upstream.exception() is None and decision.blocked:
                 await _close_result(upstream.result())
 
+    async def moderations(self, ctx: RequestContext, body: Any) -> dict[str, Any]:
+        """`POST /v1/moderations`: OpenAI's response shape, keyed by policy id, plus the reasoning."""
+        texts = moderation_inputs(body)
+        ctx.model = body.get("model") if isinstance(body.get("model"), str) else None
+        policies = self.policies
+        active = policies.active(Direction.INPUT, ctx.model, ctx.key_id)
+
+        async def one(text: str) -> tuple[Verdict | None, str | None]:
+            request = CheckRequest(Direction.INPUT, (Turn("user", text),), active, policies.version)
+            return await self.moderator.verdict(request)
+
+        pairs = await asyncio.gather(*(one(t) for t in texts))
+        return to_openai_moderation(
+            [v for v, _ in pairs], active, model=ctx.model or "rsafe-" + (self.moderator.guard_name or "patterns"),
+            errors=[e for _, e in pairs], request_id="modr-" + ctx.request_id.removeprefix("req_"),
+        )
+
     async def handle(self, ctx: RequestContext, api: Any, body: Any, raw: bytes) -> tuple[Any, dict[str, str]]:
         """One moderated API call. Returns (JSON body or an async iterator of SSE bytes, headers)."""
         turns, pieces = api.read_input(body)
@@ -227,6 +245,26 @@ class Gateway:
             return ResponsesStream(settings, check).run(events)
         return ChatStream(settings, check, kind).run(events)
 
+
+
+def moderation_inputs(body: Any) -> list[str]:
+    if not isinstance(body, dict) or "input" not in body:
+        raise BadRequest("'input' is required", param="input")
+    value = body["input"]
+    items = value if isinstance(value, list) else [value]
+    texts = []
+    for item in items:
+        if isinstance(item, str):
+            texts.append(item)
+        elif isinstance(item, dict) and item.get("type") == "text" and isinstance(item.get("text"), str):
+            texts.append(item["text"])
+        elif isinstance(item, dict) and item.get("type") == "image_url":
+            continue  # images are not judged by text guards
+        else:
+            raise BadRequest("'input' must be a string, an array of strings, or text parts", param="input")
+    if not texts:
+        raise BadRequest("'input' has no text to moderate", param="input")
+    return texts
 
 
 def _context(turns: tuple[Turn, ...]) -> tuple[Turn, ...]:

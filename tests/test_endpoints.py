@@ -169,3 +169,18 @@ def test_client_disconnect_leaves_no_task_running(fake, tmp_path):
         assert state["guard_active"] == 0, "a guard check outlived its client"
         assert len(state["tasks"]) <= baseline, state
         assert "drip" in fake.state.cancelled
+
+
+def test_moderations_endpoint(client):
+    r = client.moderations.create(input=["hello", "VIOLATE:VIOLENCE", "mail a@b.io"])
+    flagged = [x.flagged for x in r.results]
+    assert flagged == [False, True, True]
+    raw = r.results[1].model_dump()
+    assert raw["category_scores"]["VIOLENCE"] == 1.0 and raw["reasoning"] == "scripted: VIOLENCE"
+    assert raw["categories"]["SECRETS"] is False and r.results[2].model_dump()["categories"]["SECRETS"] is True
+
+
+def test_moderations_guard_failure_flags_closed(client):
+    r = client.moderations.create(input="GUARD_CRASH")
+    raw = r.results[0].model_dump()
+    assert raw["flagged"] is True and "error" in raw
