@@ -98,18 +98,21 @@ def create_app(settings: Settings, *, upstream: Upstream | None = None, guard: G
         finally:
             await gateway.aclose()
 
+    service_routes = [
+        Route("/v1/moderations", routes.moderations, methods=["POST"], name="moderations"),
+        Route("/healthz", routes.healthz, methods=["GET"], name="healthz"),
+        Route("/readyz", routes.readyz, methods=["GET"], name="readyz"),
+        Route("/metrics", routes.metrics, methods=["GET"], name="metrics"),
+    ]
+    proxy_routes = [
+        Route("/v1/chat/completions", routes.moderated(CHAT), methods=["POST"], name="chat_completions"),
+        Route("/v1/completions", routes.moderated(COMPLETIONS), methods=["POST"], name="completions"),
+        Route("/v1/responses", routes.moderated(RESPONSES), methods=["POST"], name="responses"),
+        Route("/v1/embeddings", routes.moderated(EMBEDDINGS), methods=["POST"], name="embeddings"),
+        Route("/v1/models", routes.models, methods=["GET"], name="models"),
+    ]
     return Starlette(
-        routes=[
-            Route("/v1/chat/completions", routes.moderated(CHAT), methods=["POST"], name="chat_completions"),
-            Route("/v1/completions", routes.moderated(COMPLETIONS), methods=["POST"], name="completions"),
-            Route("/v1/responses", routes.moderated(RESPONSES), methods=["POST"], name="responses"),
-            Route("/v1/embeddings", routes.moderated(EMBEDDINGS), methods=["POST"], name="embeddings"),
-            Route("/v1/moderations", routes.moderations, methods=["POST"], name="moderations"),
-            Route("/v1/models", routes.models, methods=["GET"], name="models"),
-            Route("/healthz", routes.healthz, methods=["GET"], name="healthz"),
-            Route("/readyz", routes.readyz, methods=["GET"], name="readyz"),
-            Route("/metrics", routes.metrics, methods=["GET"], name="metrics"),
-        ],
+        routes=service_routes + ([] if settings.guard_only else proxy_routes),
         middleware=[Middleware(RequestIdMiddleware)],
         exception_handlers={GatewayError: _gateway_error, HTTPException: _http_error, Exception: _unexpected},
         lifespan=lifespan,

@@ -20,7 +20,9 @@ from guard.policies import Direction, PolicySet
 
 app = typer.Typer(help="RSafe Gateway: an OpenAI-compatible guard gateway.", no_args_is_help=True, add_completion=False)
 policies_app = typer.Typer(help="Work with policies.yaml.", no_args_is_help=True)
+guard_app = typer.Typer(help="Run the guard on its own.", no_args_is_help=True)
 app.add_typer(policies_app, name="policies")
+app.add_typer(guard_app, name="guard")
 
 EXIT_BLOCKED = 3
 
@@ -61,15 +63,33 @@ def serve(
     log_level: Annotated[Optional[str], typer.Option(help="debug|info|warning|error [RSAFE_LOG_LEVEL]")] = None,
 ) -> None:
     """Serve the gateway."""
+    _serve(host=host, port=port, policies=policies, upstream=upstream, block_log=block_log, guard=guard,
+           guard_url=guard_url, guard_model=guard_model, log_level=log_level)
+
+
+@guard_app.command("serve")
+def guard_serve(
+    host: Annotated[Optional[str], typer.Option(help="Bind address [RSAFE_HOST]")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port [RSAFE_PORT, default 8080]")] = None,
+    policies: Annotated[Optional[Path], typer.Option(help="Policies file [RSAFE_POLICIES]")] = None,
+    guard: Annotated[Optional[str], typer.Option(help="Guard backend override [RSAFE_GUARD]")] = None,
+    guard_url: Annotated[Optional[str], typer.Option(help="Reasoning guard server URL [RSAFE_GUARD_URL]")] = None,
+    guard_model: Annotated[Optional[str], typer.Option(help="Reasoning guard model name [RSAFE_GUARD_MODEL]")] = None,
+    block_log: Annotated[Optional[Path], typer.Option(help="Block log path [RSAFE_BLOCK_LOG]")] = None,
+    log_level: Annotated[Optional[str], typer.Option(help="debug|info|warning|error [RSAFE_LOG_LEVEL]")] = None,
+) -> None:
+    """Serve only the guard, as an OpenAI-compatible POST /v1/moderations service."""
+    _serve(host=host, port=port, policies=policies, guard=guard, guard_url=guard_url, guard_model=guard_model,
+           block_log=block_log, log_level=log_level, guard_only=True)
+
+
+def _serve(**overrides: object) -> None:
     import uvicorn
 
     from gateway.app import create_app
 
     try:
-        settings = _settings(
-            host=host, port=port, policies=policies, upstream=upstream, block_log=block_log,
-            guard=guard, guard_url=guard_url, guard_model=guard_model, log_level=log_level,
-        )
+        settings = _settings(**overrides)
         PolicySet.load(settings.policies)  # fail fast with the file:line message
     except GuardEngineError as exc:
         typer.echo(f"error: {exc}", err=True)

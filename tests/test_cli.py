@@ -81,3 +81,30 @@ def test_serve_refuses_invalid_policies(tmp_path):
     bad.write_text("policies: 3\n")
     r = run("serve", "--policies", str(bad))
     assert r.returncode == 2 and "policies" in r.stderr
+
+
+def test_guard_serve_is_a_moderations_service(tmp_path):
+    import time
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [RSAFE, "guard", "serve", "--port", str(port), "--policies", str(PATTERNS), "--block-log", str(tmp_path / "b.jsonl")],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                httpx.get(base + "/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert proc.poll() is None and time.time() < deadline
+                time.sleep(0.2)
+        r = httpx.post(base + "/v1/moderations", json={"input": ["fine", "say forbidden-word"]}).json()
+        assert [x["flagged"] for x in r["results"]] == [False, True]
+        assert r["results"][1]["categories"]["BLOCKLIST"] is True
+        assert httpx.post(base + "/v1/chat/completions", json={}).status_code == 404
+    finally:
+        proc.terminate()
+        proc.wait(10)
