@@ -6,11 +6,17 @@ policies.yaml, decisions/directions/backends are small enums.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 from gateway.pipeline import Decision
 
+HOLDBACK_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -41,12 +47,31 @@ class Metrics:
         self.upstream_errors = Counter("rsafe_upstream_errors", "Upstream errors by kind", ["kind"], registry=r)
         self.stream_windows = Counter("rsafe_stream_windows_checked", "Stream windows checked", registry=r)
         self.policy_reloads = Counter("rsafe_policy_reloads", "Policy file reloads", ["result"], registry=r)
+        self.guard_cache = Counter(
+            "rsafe_guard_cache_lookups", "Model-guard verdicts served from the verdict cache (hit) or computed (miss)",
+            ["backend", "result"], registry=r,
+        )
+        self.stream_holdback = Histogram(
+            "rsafe_stream_holdback_seconds", "How long streamed text was held back before the guard released it",
+            buckets=HOLDBACK_BUCKETS, registry=r,
+        )
+        # Pass as `holdback=` to ChatStream/ResponsesStream: each released text's wait is observed.
+        self.holdback = _Observer(self.stream_holdback)
+
+    def bind_store(self, store: Any) -> None:
+        """Expose the policy store's reload counts (ok and rejected), load time and version,
+        read at scrape time. Replaces the `rsafe_policy_reloads` counter, which cannot see
+        rejected edits (the store handles those without a callback)."""
+        self.registry.unregister(self.policy_reloads)
+        self.registry.register(_PolicyStoreCollector(store))
 
     def observe(self, decision: Decision) -> None:
         direction = decision.direction.value
         self.checks.labels(direction, decision.action).inc()
         if decision.backend:
             self.guard_latency.labels(decision.backend, direction).observe(decision.latency_ms / 1000)
+            if not decision.error:
+                self.guard_cache.labels(decision.backend, "hit" if decision.cached else "miss").inc()
         for outcome in decision.outcomes:
             self.decisions.labels(outcome.policy_id, direction, outcome.action).inc()
             if outcome.reason == "guard_error":
@@ -54,3 +79,34 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _Observer:
+    """A list-like sink (`append`) that observes a histogram: what `Window(holdback=...)` takes."""
+
+    def __init__(self, histogram: Histogram) -> None:
+        self._histogram = histogram
+
+    def append(self, seconds: float) -> None:
+        self._histogram.observe(seconds)
+
+
+class _PolicyStoreCollector(Collector):
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[Any]:
+        store = self.store
+        reloads = CounterMetricFamily("rsafe_policy_reloads", "Policy file reloads (ok, or rejected as invalid)",
+                                      labels=["result"])
+        for result in ("ok", "rejected"):
+            reloads.add_metric([result], store.reloads.get(result, 0))
+        yield reloads
+        yield GaugeMetricFamily("rsafe_policies_loaded_timestamp_seconds",
+                                "When the policies in force were loaded (Unix time)", value=store.loaded_at)
+        yield GaugeMetricFamily("rsafe_policies_reload_failing",
+                                "1 while the last edit of the policies file was rejected (the last good one serves)",
+                                value=1 if store.last_error else 0)
+        info = GaugeMetricFamily("rsafe_policies_info", "The policies in force (always 1)", labels=["version"])
+        info.add_metric([store.current.version], 1)
+        yield info

@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     max_body_bytes: int = 4 * 1024 * 1024
+    # `rsafe guard serve`: only /v1/moderations and the health/metrics routes (no upstream).
+    guard_only: bool = False
     gateway_keys: list[GatewayKey] = []
     admin_key: SecretStr | None = None
 
@@ -84,3 +86,7 @@ class Settings(BaseSettings):
             if route.matches(model):
                 return route
         return UpstreamRoute(match="*", url=self.upstream, api_key=self.upstream_api_key)
+
+    # Retention: rotated block-log files last written more than this many days ago are
+    # deleted (at start-up, then hourly; `rsafe logs prune` does it by hand). None keeps all.
+    block_log_retention_days: float | None = Field(default=None, gt=0)
