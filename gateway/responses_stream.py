@@ -28,9 +28,10 @@ Key = tuple[int, int]
 
 
 class ResponsesStream:
-    def __init__(self, settings: StreamSettings, check: CheckFn) -> None:
+    def __init__(self, settings: StreamSettings, check: CheckFn, holdback: Any = None) -> None:
         self.settings = settings
         self.check = check
+        self.holdback = holdback
         self.windows: dict[Key, Window] = {}
         self.released: dict[Key, str] = {}  # what the client has been sent, per text part
         self.args: dict[int, str] = {}  # released function-call arguments, per output index
@@ -46,7 +47,7 @@ class ResponsesStream:
 
     def _window(self, key: Key) -> Window:
         if key not in self.windows:
-            self.windows[key] = Window(self.settings, self.check)
+            self.windows[key] = Window(self.settings, self.check, self.holdback)
             self.released[key] = ""
         return self.windows[key]
 

@@ -242,8 +242,8 @@ class Gateway:
             return passthrough(events, named=kind == "responses")
         settings = self.policies.settings.stream
         if kind == "responses":
-            return ResponsesStream(settings, check).run(events)
-        return ChatStream(settings, check, kind).run(events)
+            return ResponsesStream(settings, check, self.metrics.holdback).run(events)
+        return ChatStream(settings, check, kind, self.metrics.holdback).run(events)
 
 
 

@@ -45,7 +45,7 @@ def sse(event: dict[str, Any]) -> bytes:
 class Window:
     """Hold-back moderation of one growing text."""
 
-    def __init__(self, settings: StreamSettings, check: CheckFn, holdback: list[float] | None = None) -> None:
+    def __init__(self, settings: StreamSettings, check: CheckFn, holdback: Any = None) -> None:
         self.mode = settings.mode
         self.size = settings.window_chars
         self.overlap = settings.overlap_chars
@@ -54,7 +54,7 @@ class Window:
         self.held = ""
         self.tail = ""  # the last `overlap` released characters: context for the next check
         self.unchecked_since: float | None = None
-        self.holdback = holdback  # seconds each released text waited, for metrics/benchmarks
+        self.holdback = holdback  # a sink with .append(seconds): how long each released text waited
         self.checks = 0
 
     def _released(self, text: str) -> str:
@@ -137,8 +137,7 @@ class ChatStream:
     that way the upstream is closed and `data: [DONE]` is sent.
     """
 
-    def __init__(self, settings: StreamSettings, check: CheckFn, kind: str = "chat",
-                 holdback: list[float] | None = None) -> None:
+    def __init__(self, settings: StreamSettings, check: CheckFn, kind: str = "chat", holdback: Any = None) -> None:
         self.settings = settings
         self.check = check
         self.kind = kind

@@ -233,3 +233,13 @@ def test_invalid_reload_keeps_serving_and_readyz_says_so(client, policies_path):
     assert ready["status"] == "degraded" and "policies.0.action" in ready["last_reload_error"]
     assert chat(client, "VIOLATE:VIOLENCE").status_code == 400  # old policies still enforced
     _ = asyncio
+
+
+def test_stream_holdback_is_measured(client):
+    text = "held back and released after the guard, " * 4
+    with client.stream("POST", "/v1/chat/completions", json={
+            "model": "echo", "stream": True, "messages": [{"role": "user", "content": text}]}) as r:
+        list(r.iter_lines())
+    metrics = client.get("/metrics").text
+    count = [line for line in metrics.splitlines() if line.startswith("rsafe_stream_holdback_seconds_count")]
+    assert count and float(count[0].split()[-1]) >= 2
