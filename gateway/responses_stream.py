@@ -20,8 +20,7 @@ from typing import Any
 
 from gateway.apis import block_response
 from gateway.pipeline import Decision
-from gateway.streaming import CheckFn, Window, sse_named
-from gateway.upstream import DONE
+from gateway.streaming import CheckFn, Window, drive, sse_named
 from guard.policies import StreamSettings
 
 Key = tuple[int, int]
@@ -62,19 +61,8 @@ class ResponsesStream:
         block_response(response, decision.message())
         return self._emit({"type": "response.incomplete", "response": response})
 
-    async def run(self, events: AsyncIterator[Any]) -> AsyncIterator[bytes]:
-        try:
-            async for event in events:
-                if event is DONE:
-                    break
-                for out in await self._on_event(event):
-                    yield out
-                if self.ended:
-                    break
-        finally:
-            close = getattr(events, "aclose", None)
-            if close is not None:
-                await close()
+    def run(self, events: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+        return drive(events, self._on_event, lambda: self.ended)
 
     async def _on_event(self, event: dict[str, Any]) -> list[bytes]:
         kind = event.get("type", "")

@@ -164,20 +164,9 @@ class ChatStream:
         self.cut = True
         return self._chunk(state.index, decision.message() or None, "content_filter")
 
-    async def run(self, events: AsyncIterator[Any]) -> AsyncIterator[bytes]:
-        try:
-            async for event in events:
-                if event is DONE:
-                    break
-                for out in await self._on_event(event):
-                    yield out
-                if self.cut and all(c.ended for c in self.choices.values()):
-                    break  # every choice is over: close the upstream now
-            yield DONE_LINE
-        finally:
-            close = getattr(events, "aclose", None)
-            if close is not None:
-                await close()
+    def run(self, events: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+        # every choice ended by a block: close the upstream now
+        return drive(events, self._on_event, lambda: self.cut and all(c.ended for c in self.choices.values()), DONE_LINE)
 
     async def _on_event(self, event: dict[str, Any]) -> list[bytes]:
         for key in ("id", "object", "created", "model", "system_fingerprint"):
@@ -249,17 +238,35 @@ def sse_named(event: dict[str, Any]) -> bytes:
     return b"event: " + str(event.get("type", "message")).encode() + b"\n" + sse(event)
 
 
-async def passthrough(events: AsyncIterator[Any], named: bool = False) -> AsyncIterator[bytes]:
-    """No output policy in force: relay the upstream's events as they come."""
-    encode = sse_named if named else sse
+async def drive(
+    events: AsyncIterator[Any],
+    on_event: Callable[[dict[str, Any]], Awaitable[list[bytes]]],
+    finished: Callable[[], bool] = lambda: False,
+    tail: bytes | None = None,
+) -> AsyncIterator[bytes]:
+    """Pump upstream events through `on_event` until the upstream ends or `finished()`;
+    the upstream stream is closed however this ends (block, client gone, error)."""
     try:
         async for event in events:
             if event is DONE:
                 break
-            yield encode(event)
-        if not named:
-            yield DONE_LINE
+            for out in await on_event(event):
+                yield out
+            if finished():
+                break
+        if tail is not None:
+            yield tail
     finally:
         close = getattr(events, "aclose", None)
         if close is not None:
             await close()
+
+
+def passthrough(events: AsyncIterator[Any], named: bool = False) -> AsyncIterator[bytes]:
+    """No output policy in force: relay the upstream's events as they come."""
+    encode = sse_named if named else sse
+
+    async def relay(event: dict[str, Any]) -> list[bytes]:
+        return [encode(event)]
+
+    return drive(events, relay, tail=None if named else DONE_LINE)
