@@ -48,7 +48,6 @@ def test_well_formed(text: str, label: str, violated: tuple[str, ...]) -> None:
         ("<think>x</think>\\boxed{}", "unknown label"),
         ("<think>x</think>\\boxed{safe", "no \\\\boxed"),
         ("<think>x", "malformed think"),
-        ("x</think>\\boxed{safe}", "malformed think"),
         ("</think><think>\\boxed{safe}", "before opening"),
         ("<think>a</think><think>b</think>\\boxed{safe}", "malformed think"),
         ("<think>x</think>\\boxed{safe}\nViolated: S2", "says safe but names"),
@@ -57,6 +56,13 @@ def test_well_formed(text: str, label: str, violated: tuple[str, ...]) -> None:
 def test_malformed_is_failure(text: str, why: str) -> None:
     with pytest.raises(GuardFailure, match=why):
         parse_output(text, policy_ids=IDS)
+
+
+def test_prefilled_think_opening_is_accepted() -> None:
+    """Chat templates that put `<think>` in the generation prompt return only the rest of the block."""
+    parsed = parse_output("I reason here.\n</think>\n\\boxed{unsafe}\nViolated: S2", policy_ids=IDS)
+    assert parsed.label == "unsafe" and parsed.violated == ("S2",) and parsed.reasoning == "I reason here."
+    assert not format_ok("I reason here.</think>\\boxed{unsafe}")  # the training reward stays strict
 
 
 def test_truncated_is_failure_even_if_it_looks_complete() -> None:

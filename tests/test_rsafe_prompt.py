@@ -5,8 +5,15 @@ from __future__ import annotations
 import re
 
 from guard.policies import Direction, Policy
-from guard.rsafe.prompt import TEMPLATE_VERSION, build_messages, build_prompt, fence, render, render_answer
 from guard.rsafe.parse import format_ok, parse_output
+from guard.rsafe.prompt import (
+    TEMPLATE_VERSION,
+    build_messages,
+    build_prompt,
+    fence,
+    render,
+    render_answer,
+)
 from guard.verdict import CheckRequest, Turn
 
 POLICIES = (

@@ -8,9 +8,11 @@ The rules, in order:
 
 1. `finished=False` (the generation stopped at the token limit) is an error: a
    truncated answer may be missing a later, different verdict.
-2. With `require_think`, the output must hold exactly one `<think>` followed by
-   exactly one `</think>`. Without it (no-reasoning mode) a think block is
-   optional; if present it must still be well formed.
+2. With `require_think`, the output must hold exactly one `</think>`, after at
+   most one `<think>` (a missing opening tag is accepted: chat templates that
+   prefill `<think>` in the generation prompt return only the rest). Without it
+   (no-reasoning mode) a think block is optional; if present it must still be
+   well formed.
 3. The answer region is the text after `</think>` (or the whole text when there
    is no think block). The verdict is the last `\\boxed{...}` in that region.
    No box there is an error; if boxes appear only inside the reasoning the error
@@ -112,12 +114,15 @@ def parse_output(
     if require_think or opens or closes:
         if opens == 0 and closes == 0:
             raise GuardFailure("guard answer has no <think> ... </think> block")
-        if opens != 1 or closes != 1:
+        if opens > 1 or closes != 1:
             raise GuardFailure(f"guard answer has a malformed think block ({opens} <think>, {closes} </think>)")
-        start, end = text.index("<think>"), text.index("</think>")
+        end = text.index("</think>")
+        # No opening tag: chat templates that prefill "<think>\n" in the generation
+        # prompt (Qwen3, DeepSeek-R1 style) return only the rest of the block.
+        start = text.index("<think>") + len("<think>") if opens else 0
         if end < start:
             raise GuardFailure("guard answer closes </think> before opening <think>")
-        reasoning = text[start + len("<think>") : end].strip()
+        reasoning = text[start:end].strip()
         region = text[end + len("</think>") :]
     else:
         reasoning, region = "", text
