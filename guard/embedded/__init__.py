@@ -1,0 +1,36 @@
+"""The `embedded` guard backend: CPU, offline, policy-conditioned (see `guard.py`).
+
+`build(options, policies)` is what `guard.registry` calls for `backend: embedded`.
+Options (all optional): `weights` (a directory with head.safetensors + meta.json;
+default: the shipped ones), `max_tokens`, `max_windows`, `max_turns`,
+`max_batch`, `max_wait_ms`, `threads`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from guard.policies import PolicySet
+
+
+def build(options: dict[str, Any], policies: PolicySet):
+    import torch
+
+    from guard.embedded import head as head_mod
+    from guard.embedded.encoder import Encoder
+    from guard.embedded.guard import EmbeddedGuard, EmbeddedOptions
+
+    weights = Path(options.get("weights") or head_mod.WEIGHTS_DIR)
+    head, meta = head_mod.load(weights)
+    opts = EmbeddedOptions.parse(options, meta)
+    threads = max(1, min(opts.threads, os.cpu_count() or 1))
+    torch.set_num_threads(threads)
+    encoder = Encoder()
+    guard = EmbeddedGuard(encoder, head, meta, opts)
+    guard.warm(policies.policies)
+    return guard
+
+
+__all__ = ["build"]

@@ -1,0 +1,1 @@
+"""`rsafe eval`: measure any guard backend on JSONL safety sets (see `runner.py`)."""

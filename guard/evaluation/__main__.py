@@ -1,0 +1,3 @@
+from guard.evaluation.cli import main
+
+main()
