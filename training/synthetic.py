@@ -1,0 +1,134 @@
+"""A synthetic policy-following task small enough to learn on a CPU in minutes.
+
+Each policy forbids one *thing* ("Any mention of zebra."). The content mentions a
+few things. The content is unsafe exactly when it mentions a thing that an
+*active* policy forbids, so the same sentence is safe under one policy set and
+unsafe under another: the model must read the policies it is given, which is
+what the RSafe guard is for. Output checks add one more rule: only the Agent's
+reply counts, a forbidden thing in the User's question does not.
+
+The things are split once (fixed seed) into training things and held-out
+things. Training policies only ever forbid training things, although held-out
+things do appear in training *content* (as harmless words, so the tokenizer and
+the model know them). The held-out evaluation set's policies forbid held-out
+things: a model that scores there has learned "match the content against the
+policy list", not a list of bad words.
+
+Every example goes through the guard's real prompt (`guard.rsafe.prompt.render`)
+and every reasoning trace through its real answer format (`render_answer`),
+so what the demo model learns is exactly what the guard engine serves.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from training.data import Example, make_example
+
+THINGS = (
+    "apple banana cherry grape lemon mango melon orange peach pear plum olive carrot onion potato tomato "
+    "pepper garlic ginger walnut zebra tiger lion horse camel rabbit turtle parrot eagle falcon whale shark "
+    "dolphin salmon spider beetle donkey badger otter panda hammer wrench shovel ladder bucket candle lantern "
+    "mirror pillow blanket basket bottle kettle violin guitar trumpet piano drum flute castle bridge tower "
+    "harbor island desert forest valley canyon glacier meadow river planet comet rocket engine wagon bicycle "
+    "tractor sailboat helmet jacket sandal scarf glove ribbon marble copper silver cotton velvet"
+).split()
+
+POLICY_TEMPLATES = ("Any mention of {t}.", "Content that talks about {t}.", "Do not mention {t}.")
+# Things in content always follow "the": one crisp cue that a mention is content, not a policy.
+USER_TEMPLATES = (
+    "I saw the {a} near the {b}.",
+    "Tell me a story about the {a}.",
+    "Can you compare the {a} and the {b}?",
+    "My sister put the {a} next to the {b} and the {c}.",
+    "Write a poem about the {a}.",
+)
+QUESTION_TEMPLATES = ("What should I draw today?", "Tell me about the {a}.", "What is near the {a}?")
+AGENT_TEMPLATES = ("You could draw the {a}.", "I think the {a} sits beside the {b}.", "There is the {a} and the {b}.")
+POLICY_IDS = tuple(f"S{i}" for i in range(1, 15))
+
+
+def split_things(heldout_fraction: float = 0.25, seed: int = 1234) -> tuple[list[str], list[str]]:
+    """The fixed train / held-out split of the things (the same for every run seed)."""
+    things = list(THINGS)
+    random.Random(seed).shuffle(things)
+    cut = int(len(things) * (1 - heldout_fraction))
+    return sorted(things[:cut]), sorted(things[cut:])
+
+
+def _fill(template: str, things: Sequence[str]) -> str:
+    keys = {k: things[i] for i, k in enumerate("abc") if "{" + k + "}" in template}
+    return template.format(**keys)
+
+
+def _slots(template: str) -> int:
+    return sum("{" + k + "}" in template for k in "abc")
+
+
+def reasoning_for(mentioned: Sequence[str], categories: Sequence[tuple[str, str]], things: Sequence[str]) -> str:
+    """The gold reasoning: each active policy in prompt order, and whether the judged turn mentions its thing.
+
+    Copying the ids and things out of the policy list gives the small model a
+    dense training signal (most trace tokens are copies), which is what gets it
+    to learn the matching that decides each `yes`/`no`.
+    """
+    return "\n".join(f"{pid} forbids {t}: {'yes' if t in mentioned else 'no'}." for (pid, _), t in zip(categories, things))
+
+
+def sample_example(
+    rng: random.Random,
+    forbid_pool: Sequence[str],
+    content_pool: Sequence[str],
+    *,
+    unsafe: bool,
+    output_rate: float = 0.3,
+    context_trap_rate: float = 0.25,
+    max_policies: int = 3,
+    source: str = "synthetic",
+) -> Example:
+    """One example with its gold label, violated ids and reasoning trace."""
+    k = rng.randint(1, max_policies)
+    ids = rng.sample(POLICY_IDS, k)
+    forbidden = rng.sample(list(forbid_pool), k)
+    order = sorted(range(k), key=lambda i: int(ids[i][1:]))
+    ids, forbidden = [ids[i] for i in order], [forbidden[i] for i in order]
+    by_thing = dict(zip(forbidden, ids))
+    categories = [(pid, rng.choice(POLICY_TEMPLATES).format(t=t)) for t, pid in zip(forbidden, ids)]
+    output = rng.random() < output_rate
+
+    template = rng.choice(AGENT_TEMPLATES if output else USER_TEMPLATES)
+    allowed = [t for t in content_pool if t not in by_thing]
+    mentioned = rng.sample(allowed, _slots(template))
+    if unsafe:
+        mentioned[rng.randrange(len(mentioned))] = rng.choice(forbidden)
+    judged = _fill(template, mentioned)
+
+    if output:
+        question = rng.choice(QUESTION_TEMPLATES)
+        # The question may name a forbidden thing: it is context, not judged.
+        asked = rng.choice(forbidden if rng.random() < context_trap_rate else allowed)
+        conversation = [("user", _fill(question, [asked])), ("assistant", judged)]
+    else:
+        conversation = [("user", judged)]
+    violated = tuple(sorted({by_thing[t] for t in mentioned if t in by_thing}, key=lambda p: int(p[1:])))
+    return make_example(
+        "output" if output else "input",
+        conversation,
+        categories,
+        label="unsafe" if unsafe else "safe",
+        violated=violated,
+        source=source,
+        reasoning=reasoning_for(mentioned, categories, forbidden),
+    )
+
+
+def make_split(n: int, *, seed: int, heldout: bool = False) -> list[Example]:
+    """`n` balanced examples. `heldout=True`: policies forbid only held-out things."""
+    train_things, heldout_things = split_things()
+    rng = random.Random(seed)
+    pool = heldout_things if heldout else train_things
+    return [
+        sample_example(rng, pool, THINGS, unsafe=i % 2 == 0, source="synthetic-heldout" if heldout else "synthetic")
+        for i in range(n)
+    ]
