@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # torch is pinned to the CPU build in pyproject.toml; these must not be installed beside it.
 BROKEN_WITH_TORCH := torchvision torchaudio torchcodec
 
-.PHONY: serve test test-fast vllm-env train-demo bench eval clean
+.PHONY: serve test test-fast vllm-env browser-env train-demo train-embedded bench bench-embedded bench-logs eval clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,10 @@ serve: $(VENV)/.serve-installed
 vllm-env:
 	bash scripts/vllm_env.sh
 
-test: $(VENV)/.test-installed vllm-env
+browser-env: $(VENV)/.test-installed
+	bash scripts/browser_env.sh
+
+test: $(VENV)/.test-installed vllm-env browser-env
 	$(BIN)/python -m pytest -ra
 
 # Everything but the slow integration tests (real vLLM server, training smoke).
@@ -40,8 +43,21 @@ test-fast: $(VENV)/.test-installed
 train-demo: $(VENV)/.test-installed
 	$(BIN)/python -m training.demo
 
+train-embedded: $(VENV)/.test-installed
+	$(BIN)/python -m training.embedded --data ../shared/data/train --out guard/embedded/weights --seed 0
+
+eval: $(VENV)/.serve-installed
+	$(BIN)/rsafe eval --guard embedded --data ../shared/data/bench --out reports/embedded --concurrency 16
+
 bench: $(VENV)/.test-installed
 	$(BIN)/python benchmarks/gateway_overhead.py
+	$(BIN)/python benchmarks/streaming.py
+
+bench-embedded: $(VENV)/.test-installed
+	$(BIN)/python benchmarks/embedded_latency.py
+
+bench-logs: $(VENV)/.test-installed
+	$(BIN)/python benchmarks/logs_stats.py
 
 clean:
 	rm -rf $(VENV) .venv-vllm .pytest_cache reports

@@ -16,6 +16,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import routes
+from gateway.admin import admin_routes
 from gateway.apis import CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES
 from gateway.errors import GatewayError, MethodNotAllowed, NotFound
 from gateway.service import Gateway
@@ -103,6 +104,7 @@ def create_app(settings: Settings, *, upstream: Upstream | None = None, guard: G
         Route("/healthz", routes.healthz, methods=["GET"], name="healthz"),
         Route("/readyz", routes.readyz, methods=["GET"], name="readyz"),
         Route("/metrics", routes.metrics, methods=["GET"], name="metrics"),
+        *admin_routes(),  # /admin: answers 404 unless RSAFE_ADMIN_KEY is set
     ]
     proxy_routes = [
         Route("/v1/chat/completions", routes.moderated(CHAT), methods=["POST"], name="chat_completions"),

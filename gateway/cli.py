@@ -15,6 +15,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from gateway.logs_cli import logs_app
+from gateway.policytest_cli import policies_test_command
 from guard.errors import GuardEngineError
 from guard.policies import Direction, PolicySet
 
@@ -22,6 +24,34 @@ app = typer.Typer(help="RSafe Gateway: an OpenAI-compatible guard gateway.", no_
 policies_app = typer.Typer(help="Work with policies.yaml.", no_args_is_help=True)
 guard_app = typer.Typer(help="Run the guard on its own.", no_args_is_help=True)
 app.add_typer(policies_app, name="policies")
+app.add_typer(logs_app, name="logs")
+train_app = typer.Typer(help="Train guards (the embedded classifier; the RSafe reasoning guard: data, sft, grpo, export).",
+                        no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+
+def _register_heavy_commands() -> None:
+    """Commands whose modules import lazily inside their functions."""
+    from guard.evaluation.cli import eval_command
+    from training import data, export, grpo, sft
+
+    app.command("eval")(eval_command)
+    train_app.command("data")(data.cli)
+    train_app.command("sft")(sft.cli)
+    train_app.command("grpo")(grpo.cli)
+    train_app.command("export")(export.cli)
+
+
+_register_heavy_commands()
+
+
+@train_app.command("embedded", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train_embedded(ctx: typer.Context) -> None:
+    """Train the embedded guard's head (arguments as `python -m training.embedded --help`)."""
+    from training.embedded import main as train_main  # imports torch: only when asked
+
+    train_main(list(ctx.args))
+policies_app.command("test")(policies_test_command)
 app.add_typer(guard_app, name="guard")
 
 EXIT_BLOCKED = 3

@@ -21,11 +21,13 @@ from gateway.messages import Piece, last_user_text
 from gateway.metrics import Metrics
 from gateway.pipeline import Decision, Moderator
 from gateway.policystore import PolicyStore
+from gateway.retention import RetentionTask
 from gateway.settings import Settings
 from gateway.responses_stream import ResponsesStream
 from gateway.streaming import ChatStream, passthrough
 from gateway.upstream import Upstream
 from guard.policies import Direction, GuardSettings, PolicySet
+from guard.cache import build_cached
 from guard.registry import build_guard
 from guard.moderations import to_openai_moderation
 from guard.verdict import CheckRequest, Guard, Turn, Verdict
@@ -61,7 +63,9 @@ def make_guard(settings: Settings, policies: PolicySet) -> Guard | None:
     if not any(p.engine == "model" and p.enabled for p in policies.policies):
         return None
     gs = guard_settings(settings, policies)
-    return build_guard(gs.backend, gs.options, policies)
+    if gs.backend == "patterns":
+        return build_guard(gs.backend, gs.options, policies)
+    return build_cached(gs.backend, gs.options, policies)  # verdict cache: options.cache_size (0 = off)
 
 
 class Gateway:
@@ -74,6 +78,8 @@ class Gateway:
         self.upstream = upstream or Upstream(settings)
         self.blocklog = BlockLog(settings.block_log, settings.block_log_max_bytes, settings.block_log_backups)
         self.metrics = Metrics()
+        self.metrics.bind_store(self.store)  # reloads ok/rejected, version, loaded-at, read at scrape time
+        self.retention = RetentionTask(settings.block_log, settings.block_log_retention_days)
         self.store.on_change(self._policies_changed)
         self.started_at = time.time()
 
@@ -82,7 +88,6 @@ class Gateway:
         return self.store.current
 
     async def _policies_changed(self, old: PolicySet, new: PolicySet) -> None:
-        self.metrics.policy_reloads.labels("ok").inc()
         self.moderator.timeout_s = new.settings.guard.timeout_s
         if self._injected_guard or guard_settings(self.settings, old) == guard_settings(self.settings, new):
             return
@@ -92,9 +97,11 @@ class Gateway:
             await previous.aclose()
 
     async def start(self) -> None:
+        self.retention.start()
         self.store.start()
 
     async def aclose(self) -> None:
+        await self.retention.stop()
         await self.store.stop()
         await self.moderator.aclose()
         await self.upstream.aclose()
