@@ -4,8 +4,8 @@ Modes (policies.yaml `settings.stream.mode`):
 - `window` (default): text is held back until the guard has passed it. Windows grow:
   the first is `first_window_chars` (the first words appear quickly), each next one
   doubles, up to `window_chars`. When a stream holds `window + overlap_chars`
-  unchecked characters, the guard reads
-  the last `overlap_chars` already released (context) plus everything held; on a
+  unchecked characters, the guard reads the last `window_chars` already released
+  (context) plus everything held; on a
   pass all but the last `overlap_chars` are released, so text split across chunks
   or windows is always seen whole by a later check before it goes out. The tail
   is checked before the finish. Nothing after the last approved window reaches
@@ -52,14 +52,17 @@ class Window:
         self.next = min(settings.first_window_chars, settings.window_chars)
         self.check = check
         self.held = ""
-        self.tail = ""  # the last `overlap` released characters: context for the next check
+        # Context re-read with each check: the last window's worth of released text (at least the
+        # overlap), so a classifier judges whole sentences rather than a 24-character fragment.
+        self.context = max(self.overlap, self.size)
+        self.tail = ""
         self.unchecked_since: float | None = None
         self.holdback = holdback  # a sink with .append(seconds): how long each released text waited
         self.checks = 0
 
     def _released(self, text: str) -> str:
-        if text and self.overlap:
-            self.tail = (self.tail + text)[-self.overlap :]
+        if text:
+            self.tail = (self.tail + text)[-self.context :]
         if text and self.holdback is not None and self.unchecked_since is not None:
             self.holdback.append(time.perf_counter() - self.unchecked_since)
         self.unchecked_since = time.perf_counter() if self.held else None
