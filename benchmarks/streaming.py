@@ -99,9 +99,9 @@ def main() -> None:
             urls[mode] = f"http://127.0.0.1:{port}/v1/chat/completions"
         results: dict[str, list[list[tuple[float, int]]]] = {k: [] for k in urls}
         for name, url in urls.items():
-            asyncio.run(timed_stream(url, model, prompt))  # warm-up (model load, connection)
-            for _ in range(args.runs):
-                results[name].append(asyncio.run(timed_stream(url, model, prompt)))
+            asyncio.run(timed_stream(url, model, prompt + " (warm-up)"))  # model load, connection
+            for i in range(args.runs):  # a new prompt each run: no verdict-cache hits
+                results[name].append(asyncio.run(timed_stream(url, model, f"{prompt} Variation {i} for {name}.")))
         n = args.tokens * 4
         ttfb = {k: [runs[0][0] * 1000 for runs in v] for k, v in results.items()}
         ttft = {k: [runs[1][0] * 1000 for runs in v] for k, v in results.items()}
