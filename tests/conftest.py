@@ -4,6 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes.upstream import create_fake_upstream
+from tests.servers import serve
+
 TEST_POLICIES = """
 version: 1
 settings:
@@ -43,3 +46,17 @@ def policies_path(tmp_path: Path) -> Path:
     path = tmp_path / "policies.yaml"
     path.write_text(TEST_POLICIES)
     return path
+
+
+@pytest.fixture(scope="module")
+def fake_server():
+    """The scripted fake upstream on a loopback port (its URL in `app.state.url`), one per test module."""
+    app = create_fake_upstream()
+    with serve(app) as url:
+        app.state.url = url
+        yield app
+
+
+@pytest.fixture(scope="module")
+def fake(fake_server):
+    return fake_server

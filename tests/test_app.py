@@ -11,16 +11,6 @@ from starlette.testclient import TestClient
 from gateway.app import create_app
 from gateway.settings import GatewayKey, Settings
 from tests.fakes.guard import ScriptedGuard
-from tests.fakes.upstream import create_fake_upstream
-from tests.servers import serve
-
-
-@pytest.fixture(scope="module")
-def fake_server():
-    app = create_fake_upstream()
-    with serve(app) as url:
-        app.state.url = url
-        yield app
 
 
 @pytest.fixture

@@ -15,20 +15,11 @@ from gateway.app import create_app
 from gateway.settings import Settings
 from tests.conftest import TEST_POLICIES
 from tests.fakes.guard import ScriptedGuard
-from tests.fakes.upstream import create_fake_upstream
 from tests.servers import serve
 
 
 def quote(text: str) -> str:
     return text.replace(":", "%3A").replace(" ", "%20")
-
-
-@pytest.fixture(scope="module")
-def fake():
-    app = create_fake_upstream()
-    with serve(app) as url:
-        app.state.url = url
-        yield app
 
 
 def start_gateway(fake, tmp, guard, extra_settings: str = ""):

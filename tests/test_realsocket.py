@@ -11,18 +11,9 @@ import pytest
 from gateway.app import create_app
 from gateway.settings import Settings
 from tests.fakes.guard import ScriptedGuard
-from tests.fakes.upstream import create_fake_upstream
 from tests.servers import serve
 
 SECRET = "sk-proj-" + "Zz9Yy8Xx7Ww6Vv5Uu4Tt3Ss2"
-
-
-@pytest.fixture(scope="module")
-def fake():
-    app = create_fake_upstream()
-    with serve(app) as url:
-        app.state.url = url
-        yield app
 
 
 @pytest.fixture(scope="module")
