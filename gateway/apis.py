@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import BadRequest
-from gateway.messages import Piece, setter, choice_pieces, input_pieces, message_pieces, replace_choice, validate_chat_request
+from gateway.messages import Piece, add_turn, setter, choice_pieces, input_pieces, message_pieces, replace_choice, validate_chat_request
 from guard.verdict import Turn
 
 
@@ -125,11 +125,7 @@ class ResponsesApi:
                 role, pieces = "tool", [Piece("tool", item["output"], setter(item, "output"))]
             else:
                 continue  # system/developer instructions, references: forwarded, not judged
-            text = "\n".join(p.text for p in pieces if p.text)
-            if text:
-                turns.append(Turn(role, text))  # type: ignore[arg-type]
-            if role != "assistant":
-                judged.extend(pieces)
+            add_turn(turns, judged, role, pieces)
         return tuple(turns), judged
 
     def output_units(self, response: dict[str, Any]) -> list[Unit]:

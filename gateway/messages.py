@@ -76,13 +76,17 @@ def input_pieces(messages: list[dict[str, Any]]) -> tuple[tuple[Turn, ...], list
         role = INPUT_ROLES.get(message["role"])
         if role is None:
             continue
-        pieces = message_pieces(message, role)
-        text = "\n".join(p.text for p in pieces if p.text)
-        if text:
-            turns.append(Turn(role, text))  # type: ignore[arg-type]
-        if role != "assistant":
-            judged.extend(pieces)
+        add_turn(turns, judged, role, message_pieces(message, role))
     return tuple(turns), judged
+
+
+def add_turn(turns: list[Turn], judged: list[Piece], role: str, pieces: list[Piece]) -> None:
+    """Append one message to the guard's conversation; user/tool text is also judged."""
+    text = "\n".join(p.text for p in pieces if p.text)
+    if text:
+        turns.append(Turn(role, text))  # type: ignore[arg-type]
+    if role != "assistant":
+        judged.extend(pieces)
 
 
 def last_user_text(turns: tuple[Turn, ...]) -> str:

@@ -9,7 +9,6 @@ swapped in; the old one is closed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import structlog
 
+from gateway.background import BackgroundTask
 from guard.errors import GuardEngineError
 from guard.policies import PolicySet
 
@@ -34,7 +34,7 @@ class PolicyStore:
         self.last_error: str | None = None
         self.reloads = {"ok": 0, "rejected": 0}
         self._stamp = self._mtime()
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("policy-watch", self._watch)
         self._on_change: list[OnChange] = []
 
     def on_change(self, callback: OnChange) -> None:
@@ -81,12 +81,7 @@ class PolicyStore:
             await self.reload_if_changed()
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._watch(), name="policy-watch")
+        self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()

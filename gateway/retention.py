@@ -10,13 +10,13 @@ last write, so "older than N days" means "nothing in it is newer than N days".
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
 from pathlib import Path
 
 import structlog
 
+from gateway.background import BackgroundTask
 from gateway.logread import log_files
 
 log = structlog.get_logger("rsafe.retention")
@@ -43,7 +43,7 @@ class RetentionTask:
         self.path = path
         self.days = days
         self.every_s = every_s
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("block-log-retention", self._loop)
 
     async def run_once(self) -> list[Path]:
         if not self.days:
@@ -62,12 +62,8 @@ class RetentionTask:
             await asyncio.sleep(self.every_s)
 
     def start(self) -> None:
-        if self.days and self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="block-log-retention")
+        if self.days:
+            self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
