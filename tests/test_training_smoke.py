@@ -25,10 +25,13 @@ COMMON = {"use_cpu": True, "bf16": False, "disable_tqdm": True, "report_to": [],
 def tiny(tmp_path_factory):
     torch.set_num_threads(1)
     examples = make_split(64, seed=0)
-    corpus = [t for e in examples for t in (e.prompt, e.target())] + ["<|im_start|>user\n<|im_end|>\n<|im_start|>assistant\n"] * 5
     out = tmp_path_factory.mktemp("tiny") / "base"
-    build_tiny(corpus, out, seed=0, vocab_size=600, phrases=template_phrases([e.prompt for e in examples]))
+    build_tiny(corpus(examples), out, seed=0, vocab_size=600, phrases=template_phrases([e.prompt for e in examples]))
     return out, examples
+
+
+def corpus(examples) -> list[str]:
+    return [t for e in examples for t in (e.prompt, e.target())] + ["<|im_start|>user\n<|im_end|>\n<|im_start|>assistant\n"] * 5
 
 
 def load(path: Path):
@@ -77,6 +80,30 @@ def _categories(example) -> list[tuple[str, str]]:
 
 def _content(example) -> str:
     return example.prompt.split("<BEGIN CONVERSATION>\n\n")[1].split("\n\n<END CONVERSATION>")[0].split(": ", 1)[1]
+
+
+def test_saved_tokenizer_reloads_to_the_same_ids(tiny):
+    """What `AutoTokenizer` (and vLLM) load must tokenize exactly as training did.
+
+    transformers rebuilds a qwen2 checkpoint's tokenizer as `Qwen2Tokenizer`, with
+    Qwen's own normalizer and pre-tokenizer; a tokenizer trained with another
+    pipeline (digits merged, say) was silently re-split on reload, so the saved
+    model saw other ids than the trained one.
+    """
+    from transformers import AutoTokenizer
+
+    from training.tiny import train_tokenizer
+
+    base, examples = tiny
+    fresh = train_tokenizer(corpus(examples), vocab_size=600,
+                            phrases=template_phrases([e.prompt for e in examples]))
+    reloaded = AutoTokenizer.from_pretrained(str(base))
+    for e in examples[:16]:
+        text = reloaded.apply_chat_template(e.messages, add_generation_prompt=True, tokenize=False) + e.target()
+        ids = reloaded(text, add_special_tokens=False)["input_ids"]
+        assert ids == fresh(text, add_special_tokens=False)["input_ids"]
+        assert reloaded.decode(ids, skip_special_tokens=False) == text
+    assert reloaded("Violated: S7, S13 in 2026")["input_ids"] == fresh("Violated: S7, S13 in 2026")["input_ids"]
 
 
 def test_sft_steps_train_every_parameter_and_reload_through_the_guard(tiny, tmp_path):

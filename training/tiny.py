@@ -61,12 +61,21 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 2000, phrases: Seque
 
     `phrases` become single (non-special) tokens: see `template_phrases`.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from tokenizers import AddedToken
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # Exactly the pipeline `Qwen2Tokenizer` rebuilds when `AutoTokenizer` (or vLLM) loads a qwen2
+    # checkpoint: anything else would be silently replaced on reload, and the served model would see
+    # other ids than the trained one (digits split one by one, for a start).
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
