@@ -30,6 +30,7 @@ from guard.rsafe.devserver import REPO, VLLMServer
 from tests._rsafe_support import (
     POLICIES,
     TRAINED_ANSWER,
+    ensure_vllm_env,
     policy_set,
     request,
     tiny_model,
@@ -42,13 +43,7 @@ CHATML = "<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n"
 
 @pytest.fixture(scope="module")
 def vllm_server(tmp_path_factory):
-    if os.environ.get("RSAFE_SKIP_VLLM") == "1":
-        pytest.skip("RSAFE_SKIP_VLLM=1: real vLLM integration test explicitly disabled")
-    setup = subprocess.run(
-        ["bash", str(REPO / "scripts" / "vllm_env.sh")], check=False, capture_output=True, text=True, timeout=1500
-    )
-    if setup.returncode != 0:
-        pytest.fail(f"cannot create .venv-vllm (scripts/vllm_env.sh):\n{setup.stdout[-2000:]}\n{setup.stderr[-4000:]}")
+    ensure_vllm_env()
     root = tmp_path_factory.mktemp("vllm")
     # Two servers started side by side: the taught model (real verdicts) and a random one (garbage).
     taught = VLLMServer(tiny_model(TRAINED_ANSWER), log_path=root / "taught.log", extra_args=["--enforce-eager"])
