@@ -12,8 +12,8 @@ from guard.policies import Direction, Policy
 from guard.rsafe.parse import parse_output
 from guard.rsafe.prompt import build_prompt
 from guard.verdict import CheckRequest, Turn
-from training.data import Example, MixConfig, build_examples, mix_table, normalize
-from training.synthetic import make_split, split_things
+from training.data import Example, MixConfig, build_examples, make_example, mix_table, normalize
+from training.synthetic import make_split, split_things, write_eval_set
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 CATALOG = [("S1", "Violent crimes: violence."), ("S2", "Non-violent crimes: fraud."), ("S10", "Hate: slurs."), ("S12", "Sexual content.")]
@@ -86,6 +86,30 @@ def test_synthetic_heldout_policies_never_seen_in_training():
     for e in heldout:
         if e.label == "unsafe":
             assert any(f"forbids {t}: yes" in e.reasoning for t in heldout_things)
+
+
+def test_synthetic_eval_set_renders_the_trained_prompts_through_the_eval_harness(tmp_path):
+    """`rsafe eval` on the written set asks the model exactly what the demo trained it on."""
+    from guard.evaluation.data import read_file
+    from guard.evaluation.runner import request_for
+    from guard.policies import PolicySet
+
+    policies_path, data_path = write_eval_set(tmp_path, 40, seed=3)
+    policy_set = PolicySet.load(policies_path)
+    _, heldout_things = split_things()
+    cats = [(p.id, p.description) for p in policy_set.policies]
+    assert len(cats) == 3 and all(text.rstrip(".").split()[-1] in heldout_things for _, text in cats)
+    rows = [json.loads(line) for line in data_path.read_text().splitlines()]
+    assert Counter(r["label"] for r in rows) == {"safe": 20, "unsafe": 20}
+    assert {r["task"] for r in rows} == {"prompt", "response"}
+    for example, row in zip(read_file(data_path).examples, rows, strict=True):
+        served = build_prompt(request_for(example, policy_set))
+        conversation = [("user", row["prompt"])] + ([("assistant", row["response"])] if row["task"] == "response" else [])
+        direction = "output" if row["task"] == "response" else "input"
+        assert served == make_example(direction, conversation, cats, label=row["label"]).prompt
+        forbidden_named = any(f"the {t}" in (row["response"] if direction == "output" else row["prompt"])
+                              for t in (text.rstrip(".").split()[-1] for _, text in cats))
+        assert forbidden_named == (row["label"] == "unsafe")
 
 
 def test_balanced_and_seeded(files):

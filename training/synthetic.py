@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from pathlib import Path
 
 from training.data import Example, make_example
 
@@ -76,6 +77,13 @@ def reasoning_for(mentioned: Sequence[str], categories: Sequence[tuple[str, str]
     return "\n".join(f"{pid} forbids {t}: {'yes' if t in mentioned else 'no'}." for (pid, _), t in zip(categories, things))
 
 
+def draw_policies(rng: random.Random, forbid_pool: Sequence[str], max_policies: int = 3) -> list[tuple[str, str, str]]:
+    """1..max_policies (id, thing, text) policies, in id order."""
+    k = rng.randint(1, max_policies)
+    ids = sorted(rng.sample(POLICY_IDS, k), key=lambda p: int(p[1:]))
+    return [(pid, t, rng.choice(POLICY_TEMPLATES).format(t=t)) for pid, t in zip(ids, rng.sample(list(forbid_pool), k))]
+
+
 def sample_example(
     rng: random.Random,
     forbid_pool: Sequence[str],
@@ -86,15 +94,18 @@ def sample_example(
     context_trap_rate: float = 0.25,
     max_policies: int = 3,
     source: str = "synthetic",
+    policies: Sequence[tuple[str, str, str]] | None = None,
 ) -> Example:
-    """One example with its gold label, violated ids and reasoning trace."""
-    k = rng.randint(1, max_policies)
-    ids = rng.sample(POLICY_IDS, k)
-    forbidden = rng.sample(list(forbid_pool), k)
-    order = sorted(range(k), key=lambda i: int(ids[i][1:]))
-    ids, forbidden = [ids[i] for i in order], [forbidden[i] for i in order]
+    """One example with its gold label, violated ids and reasoning trace.
+
+    `policies` fixes the active set as (id, thing, text) triples (an evaluation
+    file judged under one policies.yaml); by default each example draws its own.
+    """
+    if policies is None:
+        policies = draw_policies(rng, forbid_pool, max_policies)
+    ids, forbidden = [p[0] for p in policies], [p[1] for p in policies]
     by_thing = dict(zip(forbidden, ids))
-    categories = [(pid, rng.choice(POLICY_TEMPLATES).format(t=t)) for t, pid in zip(forbidden, ids)]
+    categories = [(pid, text) for pid, _, text in policies]
     output = rng.random() < output_rate
 
     template = rng.choice(AGENT_TEMPLATES if output else USER_TEMPLATES)
@@ -132,3 +143,45 @@ def make_split(n: int, *, seed: int, heldout: bool = False) -> list[Example]:
         sample_example(rng, pool, THINGS, unsafe=i % 2 == 0, source="synthetic-heldout" if heldout else "synthetic")
         for i in range(n)
     ]
+
+
+def write_eval_set(out_dir: str | Path, n: int = 200, *, seed: int = 0) -> tuple[Path, Path]:
+    """A held-out evaluation set for `rsafe eval`: (policies.yaml, heldout.jsonl).
+
+    One fixed set of three policies, each forbidding a held-out thing (never
+    forbidden in training), judges every row; rows are in the shared schema
+    (`task: prompt` for input checks, `task: response` with the question as
+    context for output checks), so the gateway's own prompt builder renders
+    exactly the prompts the demo model was trained on.
+    """
+    import json
+
+    import yaml
+
+    _, heldout_things = split_things()
+    rng = random.Random(seed)
+    policies = draw_policies(rng, heldout_things, 3)
+    while len(policies) < 3:  # the draw is 1..3; the file always holds three
+        policies = draw_policies(rng, heldout_things, 3)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "version": 1,
+        "policies": [{"id": pid, "description": text, "engine": "model"} for pid, _, text in policies],
+        "settings": {"guard": {"backend": "rsafe"}},
+    }
+    policies_path = out / "policies.yaml"
+    policies_path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    rows = []
+    for i in range(n):
+        e = sample_example(rng, heldout_things, THINGS, unsafe=i % 2 == 0, source="synthetic-heldout", policies=policies)
+        turns = e.meta["conversation"]
+        row = {"id": f"heldout-{i}", "label": e.label, "categories": [], "meta": {"violated": list(e.violated)}}
+        if e.direction == "output":
+            row |= {"task": "response", "prompt": turns[0][1], "response": turns[1][1]}
+        else:
+            row |= {"task": "prompt", "prompt": turns[0][1], "response": None}
+        rows.append(row)
+    data_path = out / "heldout.jsonl"
+    data_path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return policies_path, data_path

@@ -10,6 +10,9 @@ Choices and why:
 - Byte-level BPE, not a word-level vocabulary: decoding must give back the exact
   text (`\\boxed{unsafe}`, newlines, the fullwidth look-alikes `fence()` writes),
   because the guard parses the decoded answer.
+- The normalizer and pre-tokenizer are Qwen2's own: `AutoTokenizer` (and so
+  vLLM) rebuilds a qwen2 checkpoint's tokenizer with them, whatever
+  `tokenizer.json` says, so anything else tokenizes differently after a reload.
 - `<think>`/`</think>` and the ChatML markers are single tokens, as in Qwen.
 - ChatML chat template (Qwen's turn format without its default system prompt):
   training builds sequences with it and vLLM applies the same one when serving.
