@@ -178,14 +178,15 @@ def _ms(values: list[float]) -> str:
 
 def table(results: list[dict[str, Any]]) -> str:
     rows = [
-        "| stage | well-formed (held-out) | held-out F1 | in-distribution F1 |",
-        "|---|---|---|---|",
+        "| stage | well-formed (held-out) | held-out F1 | held-out accuracy | in-distribution F1 |",
+        "|---|---|---|---|---|",
     ]
     for stage in ("sft", "grpo"):
         wf = [r[stage]["heldout"]["well_formed"] for r in results]
         f1 = [r[stage]["heldout"]["f1"] for r in results]
+        acc = [r[stage]["heldout"]["accuracy"] for r in results]
         ind = [r[stage]["indist"]["f1"] for r in results]
-        rows.append(f"| after {stage.upper()} | {_ms(wf)} | {_ms(f1)} | {_ms(ind)} |")
+        rows.append(f"| after {stage.upper()} | {_ms(wf)} | {_ms(f1)} | {_ms(acc)} | {_ms(ind)} |")
     per_seed = ", ".join(
         f"seed {r['seed']}: {100 * r['sft']['heldout']['f1']:.1f} -> {100 * r['grpo']['heldout']['f1']:.1f}" for r in results
     )
