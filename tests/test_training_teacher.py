@@ -23,6 +23,25 @@ def test_oracle_server_speaks_the_openai_protocol():
             client.chat.completions.create(model="oracle", messages=[])
 
 
+def test_oracle_answers_do_not_depend_on_request_order():
+    """Concurrent collection reaches the teacher in any order; the run must still be reproducible."""
+    draw = lambda messages, rng: f"{rng.random():.12f}"  # noqa: E731
+    asks = [[{"role": "user", "content": f"q{i}"}] for i in range(6)]
+
+    def answers(order, seed=0):
+        with serve(draw, seed=seed) as url:
+            client = openai.OpenAI(base_url=url, api_key="x")
+            got = {i: client.chat.completions.create(model="oracle", messages=asks[i], n=2) for i in order}
+            again = client.chat.completions.create(model="oracle", messages=asks[0])
+        return {i: [c.message.content for c in r.choices] for i, r in got.items()}, again.choices[0].message.content
+
+    forward, first_again = answers(range(6))
+    backward, _ = answers(reversed(range(6)))
+    assert forward == backward and len({v for pair in forward.values() for v in pair}) == 12
+    assert first_again not in forward[0]  # asking again draws anew, deterministically
+    assert answers(range(6), seed=1)[0] != forward
+
+
 def test_rejection_sampling_keeps_only_right_and_well_formed():
     examples = make_split(40, seed=2)
     gold = {}

@@ -3,7 +3,9 @@
 It speaks the real wire protocol (`POST /v1/chat/completions` with `n`,
 `GET /v1/models`) on a real socket, so `EndpointTeacher` is exercised exactly
 as against vLLM or OpenAI. What it answers is a Python function of the
-messages and a per-request random generator.
+messages and a per-request random generator, seeded from the server's seed, the
+messages and how many times they were asked before: the answers do not depend
+on the order concurrent requests arrive in, so a run is reproducible.
 
 `noisy_oracle` is the demo's teacher: it knows the gold answer of each prompt
 and, like a real teacher, is sometimes wrong or malformed, which rejection
@@ -13,6 +15,8 @@ sampling must filter out.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import random
 import socket
 import threading
@@ -28,7 +32,7 @@ def create_app(answer: Answer, *, seed: int = 0):
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    rng = random.Random(seed)
+    asked: dict[str, int] = {}
     lock = threading.Lock()
 
     async def chat(request: Request) -> JSONResponse:
@@ -36,8 +40,11 @@ def create_app(answer: Answer, *, seed: int = 0):
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             return JSONResponse({"error": {"message": "messages is required", "type": "invalid_request_error"}}, 400)
+        key = json.dumps(messages, sort_keys=True)
         with lock:
-            texts = [answer(messages, rng) for _ in range(int(body.get("n") or 1))]
+            k = asked[key] = asked.get(key, -1) + 1
+        rng = random.Random(hashlib.sha256(f"{seed}|{k}|{key}".encode()).hexdigest())
+        texts = [answer(messages, rng) for _ in range(int(body.get("n") or 1))]
         return JSONResponse({
             "id": f"chatcmpl-oracle-{rng.getrandbits(32):08x}",
             "object": "chat.completion",
