@@ -127,6 +127,38 @@ def build_model(tokenizer, *, seed: int = 0, hidden: int = 128, layers: int = 2,
     return model
 
 
+def mimetic_init(model, scale: float = 1.0, seed: int = 1) -> None:
+    """Start the last layer's query and key projections equal (an orthogonal matrix times `scale`).
+
+    "Attend to the same token" is then the starting attention pattern, which is
+    the circuit the policy matching needs (mimetic initialisation, Trockman &
+    Kolter 2023); docs/training.md has the probes that motivated it.
+    """
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    attn = model.model.layers[-1].self_attn
+    out_f, in_f = attn.q_proj.weight.shape
+    w = torch.linalg.qr(torch.randn(in_f, out_f, generator=gen))[0].T * scale
+    for proj in (attn.q_proj, attn.k_proj):
+        proj.weight.data.copy_(w)
+        proj.bias.data.zero_()
+
+
+def freeze_rows(model, token_ids) -> None:
+    """Keep these rows of the (tied) embedding matrix as they are: their gradient is zeroed on every backward.
+
+    The rest of the matrix trains. With the optimisers' default weight decay of
+    0, a zero gradient leaves a row exactly unchanged under AdamW.
+    """
+    import torch
+
+    weight = model.get_input_embeddings().weight
+    keep = torch.ones(weight.shape[0], 1, dtype=weight.dtype)
+    keep[list(token_ids)] = 0
+    weight.register_hook(lambda grad: grad * keep.to(grad.device, grad.dtype))
+
+
 def build_tiny(
     texts: Iterable[str],
     out_dir: str | Path | None = None,
