@@ -71,7 +71,7 @@ def main() -> None:
     import transformers
 
     from training import synthetic
-    from training.pretrain import matching_game
+    from training.pretrain import decision_accuracy, encode_game, matching_game, pad_batch, train_step
     from training.tiny import build_tiny, mimetic_init, template_phrases
 
     torch.set_num_threads(a.threads)
@@ -102,28 +102,16 @@ def main() -> None:
         return prompt + answer, [-100] * len(prompt) + answer
 
     def batch(items):
-        n = max(len(x) for x, _ in items)
-        ids = torch.tensor([x + [tok.pad_token_id] * (n - len(x)) for x, _ in items])
-        labels = torch.tensor([y + [-100] * (n - len(y)) for _, y in items])
-        mask = torch.tensor([[1] * len(x) + [0] * (n - len(x)) for x, _ in items])
-        return ids, labels, mask
+        return pad_batch(items, tok.pad_token_id)
 
     def decisions(b) -> tuple[float, float]:
-        ids, labels, mask = b
-        with torch.no_grad():
-            pred = model(input_ids=ids, attention_mask=mask).logits[:, :-1].argmax(-1)
-        gold = labels[:, 1:]
-        at = (gold == decision_ids[0]) | (gold == decision_ids[1])
-        majority = max((gold[at] == d).float().mean().item() for d in decision_ids)
-        return (pred[at] == gold[at]).float().mean().item(), majority
+        return decision_accuracy(model, b, decision_ids)
 
     data = [encode(e) for e in train]
     game_rng = random.Random(5)
     game = []
     for _ in range(20000 if a.pretrain else 0):
-        q, ans = matching_game(game_rng, synthetic.THINGS)
-        qi, ai = tok(q, add_special_tokens=False)["input_ids"], tok(ans + tok.eos_token, add_special_tokens=False)["input_ids"]
-        game.append((qi + ai, [-100] * len(qi) + ai))
+        game.append(encode_game(tok, *matching_game(game_rng, synthetic.THINGS)))
     game_b = batch(game[-256:]) if game else None
     game = game[:-256]
     if game:
@@ -139,19 +127,13 @@ def main() -> None:
     print(f"trace={a.trace} mimetic={a.mimetic} unseen_heldout={a.unseen_heldout} wd={a.weight_decay} model={a.layers}x{a.hidden}/{a.heads} heads, batch {a.batch}, lr {a.lr}")
     model.train()
     for step in range(1, total + 1):
-        ids, labels, mask = batch(rng.sample(game if step <= a.pretrain else data, a.batch))
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad()
+        loss = train_step(model, batch(rng.sample(game if step <= a.pretrain else data, a.batch)), opt, sched)
         if step % 250 == 0 or step == total:
             model.eval()
             (ind, base), (held, _) = decisions(ind_b), decisions(held_b)
             game_note = f"  game decisions {100 * decisions(game_b)[0]:.1f}%" if game_b else ""
             model.train()
-            print(f"step {step:5d}  sequences {step * a.batch:7d}  {time.monotonic() - start:6.0f}s  {'game' if step <= a.pretrain else 'guard'} loss {loss.item():.4f}  "
+            print(f"step {step:5d}  sequences {step * a.batch:7d}  {time.monotonic() - start:6.0f}s  {'game' if step <= a.pretrain else 'guard'} loss {loss:.4f}  "
                   f"decisions right: in-distribution {100 * ind:.1f}%  held-out {100 * held:.1f}%  (majority baseline {100 * base:.1f}%){game_note}",
                   flush=True)
 

@@ -66,6 +66,51 @@ def game_texts(n: int, seed: int, things: Sequence[str] = synthetic.THINGS) -> l
     return ["".join(matching_game(rng, things)) for _ in range(n)]
 
 
+def pad_batch(items: Sequence[tuple[list[int], list[int]]], pad_id: int):
+    """(ids, labels) pairs -> right-padded (input_ids, labels, attention_mask) tensors."""
+    import torch
+
+    n = max(len(x) for x, _ in items)
+    ids = torch.tensor([x + [pad_id] * (n - len(x)) for x, _ in items])
+    labels = torch.tensor([y + [-100] * (n - len(y)) for _, y in items])
+    mask = torch.tensor([[1] * len(x) + [0] * (n - len(x)) for x, _ in items])
+    return ids, labels, mask
+
+
+def decision_accuracy(model, batch, decision_ids: Sequence[int]) -> tuple[float, float]:
+    """Teacher-forced share of the decision tokens predicted right, and the majority baseline's share."""
+    import torch
+
+    ids, labels, mask = batch
+    with torch.no_grad():
+        pred = model(input_ids=ids, attention_mask=mask).logits[:, :-1].argmax(-1)
+    gold = labels[:, 1:]
+    at = torch.isin(gold, torch.tensor(list(decision_ids)))
+    majority = max((gold[at] == d).float().mean().item() for d in decision_ids)
+    return (pred[at] == gold[at]).float().mean().item(), majority
+
+
+def train_step(model, batch, opt, sched) -> float:
+    """One AdamW step (gradient clipped at 1.0) on a padded batch; returns the loss."""
+    import torch
+
+    ids, labels, mask = batch
+    loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    sched.step()
+    opt.zero_grad()
+    return loss.item()
+
+
+def encode_game(tokenizer, question: str, answer: str) -> tuple[list[int], list[int]]:
+    """Token ids of a game text and its labels (the answer only, closed by EOS)."""
+    q = tokenizer(question, add_special_tokens=False)["input_ids"]
+    a = tokenizer(answer + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+    return q + a, [-100] * len(q) + a
+
+
 def pretrain(model, tokenizer, config: PretrainConfig = PretrainConfig(), *, things: Sequence[str] = synthetic.THINGS,
              log: Callable[[str], None] = print) -> dict[str, float]:
     """Train `model` in place on the matching game; returns steps, seconds and held-out game accuracy."""
@@ -73,50 +118,25 @@ def pretrain(model, tokenizer, config: PretrainConfig = PretrainConfig(), *, thi
 
     decision_ids = tokenizer.convert_tokens_to_ids(["Ġpresent", "Ġabsent"])
 
-    def encode(rng: random.Random) -> tuple[list[int], list[int]]:
-        question, answer = matching_game(rng, things)
-        q = tokenizer(question, add_special_tokens=False)["input_ids"]
-        a = tokenizer(answer + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
-        return q + a, [-100] * len(q) + a
-
-    def batch(items: list[tuple[list[int], list[int]]]):
-        n = max(len(x) for x, _ in items)
-        pad = tokenizer.pad_token_id
-        ids = torch.tensor([x + [pad] * (n - len(x)) for x, _ in items])
-        labels = torch.tensor([y + [-100] * (n - len(y)) for _, y in items])
-        mask = torch.tensor([[1] * len(x) + [0] * (n - len(x)) for x, _ in items])
-        return ids, labels, mask
-
-    def accuracy(b) -> float:
-        ids, labels, mask = b
-        with torch.no_grad():
-            pred = model(input_ids=ids, attention_mask=mask).logits[:, :-1].argmax(-1)
-        gold = labels[:, 1:]
-        at = (gold == decision_ids[0]) | (gold == decision_ids[1])
-        return (pred[at] == gold[at]).float().mean().item()
+    def sample(rng: random.Random, n: int):
+        return pad_batch([encode_game(tokenizer, *matching_game(rng, things)) for _ in range(n)], tokenizer.pad_token_id)
 
     rng, eval_rng = random.Random(config.seed), random.Random(config.seed + 1_000_003)
-    held = batch([encode(eval_rng) for _ in range(256)])
+    held = sample(eval_rng, 256)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.1, betas=(0.9, 0.98))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / config.warmup))
-    start, acc, step = time.monotonic(), 0.0, 0
+    start, acc, step, loss = time.monotonic(), 0.0, 0, float("nan")
     model.train()
     for step in range(1, config.max_steps + 1):
-        ids, labels, mask = batch([encode(rng) for _ in range(config.batch)])
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad()
+        loss = train_step(model, sample(rng, config.batch), opt, sched)
         if step % config.eval_every == 0 or step == config.max_steps:
             model.eval()
-            acc = accuracy(held)
+            acc = decision_accuracy(model, held, decision_ids)[0]
             model.train()
-            log(f"pretrain step {step}: loss {loss.item():.4f}, held-out game decisions {100 * acc:.1f}% ({time.monotonic() - start:.0f}s)")
+            log(f"pretrain step {step}: loss {loss:.4f}, held-out game decisions {100 * acc:.1f}% ({time.monotonic() - start:.0f}s)")
             if acc >= config.target:
                 break
     model.eval()
-    if not math.isfinite(loss.item()):
+    if not math.isfinite(loss):
         raise RuntimeError("pretraining diverged")
     return {"steps": step, "seconds": round(time.monotonic() - start, 1), "game_accuracy": acc}
