@@ -42,12 +42,12 @@ from training.data import Example
 @dataclass(frozen=True)
 class DemoConfig:
     sft_examples: int = 9600
-    grpo_prompts: int = 2000
+    grpo_prompts: int = 2600
     eval_examples: int = 200
     sft_steps: int = 600
     pretrain_max_steps: int = 3000
     sft_lr: float = 1e-3
-    grpo_steps: int = 450
+    grpo_steps: int = 650
     grpo_lr: float = 5e-5
     grpo_temperature: float = 0.5
     grpo_prompts_per_step: int = 4
