@@ -46,10 +46,11 @@ class DemoConfig:
     eval_examples: int = 200
     sft_steps: int = 600
     pretrain_max_steps: int = 3000
-    sft_lr: float = 1e-3
+    sft_lr: float = 5e-4
     grpo_steps: int = 650
     grpo_lr: float = 5e-5
     grpo_temperature: float = 0.5
+    grpo_rewards: str = "rsafe"  # comma-separated names from training.rewards
     grpo_prompts_per_step: int = 4
     num_generations: int = 8
     hidden: int = 128
@@ -179,7 +180,7 @@ def run_seed(seed: int, cfg: DemoConfig, workdir: Path, base: Path, *, evaluate_
 
     grpo = train_grpo(
         sft.model, tok, [e.row() for e in grpo_ex], workdir / "grpo",
-        rewards=["rsafe"],
+        rewards=cfg.grpo_rewards.split(","),
         args=common | {"per_device_train_batch_size": cfg.grpo_prompts_per_step * cfg.num_generations,
                        "num_generations": cfg.num_generations, "learning_rate": cfg.grpo_lr, "max_steps": cfg.grpo_steps,
                        "max_completion_length": 48, "temperature": cfg.grpo_temperature, "lr_scheduler_type": "constant", "logging_steps": 20},
