@@ -67,7 +67,7 @@ async def test_runner_metrics_categories_and_requests(files):
     s = runner.summarize(runs, CATEGORIES)
     p, r = s["files"]["p"], s["files"]["r"]
     assert (p["tp"], p["fp"], p["fn"], p["tn"]) == (2, 2, 1, 1)
-    assert p["errors"] == 1
+    assert p["errors"] == 1 and p["error_examples"] == ["RuntimeError: scripted failure"] and r["error_examples"] == []
     assert p["f1"] == pytest.approx(4 / 7)
     assert (r["tp"], r["fp"], r["fn"], r["tn"]) == (1, 0, 0, 2)
     # the output check sees the user turn as context and judges only the reply ("bomb?" -> "no" is safe)
@@ -104,6 +104,7 @@ async def test_report_files_are_written(files, tmp_path):
     assert doc["files"]["p"]["n"] == 6 and doc["run"]["guard"] == "words"
     md = (out / "eval.md").read_text()
     assert "macro F1" in md and "| p | prompt | 6 |" in md
+    assert "- p (1 errors): `RuntimeError: scripted failure`" in md
 
 
 def test_comparison_table_puts_published_rows_beside_ours():

@@ -78,6 +78,8 @@ def eval_command(
     for name, v in summary["files"].items():
         typer.echo(f"{name:24s} {v['task']:8s} n={v['n']:5d} F1={100 * v['f1']:5.1f} P={100 * v['precision']:5.1f} "
                    f"R={100 * v['recall']:5.1f} FPR={100 * v['fpr']:5.1f} p50={v['latency_ms']['p50']:.1f}ms errors={v['errors']}")
+        for message in v.get("error_examples", []):
+            typer.echo(f"{'':24s} failed check: {message}")
         if v.get("categories"):
             typer.echo(f"{'':24s} per-category macro F1={100 * (v['categories']['macro_f1'] or 0):.1f}")
     for task in ("prompt", "response"):

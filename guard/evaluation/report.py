@@ -88,6 +88,11 @@ def write(out: Path, summary: dict[str, Any], run_info: dict[str, Any], latencie
         detail_table(summary),
         "",
     ]
+    failed = [(name, v) for name, v in summary["files"].items() if v.get("error_examples")]
+    if failed:  # errors count as unsafe (fail closed); say why they happened
+        md += ["## Failed checks (first distinct messages per file)\n"]
+        md += [f"- {name} ({v['errors']} errors): " + "; ".join(f"`{e}`" for e in v["error_examples"]) for name, v in failed]
+        md += [""]
     cats = category_tables(summary)
     if cats:
         md += ["## Per category (user-written policies the guard never trained on)\n", cats]

@@ -123,6 +123,7 @@ def summarize(runs: list[FileRun], category_policies: PolicySet | None = None) -
             "latency_ms": {"p50": percentile(lat, 50), "p95": percentile(lat, 95), "mean": sum(lat) / len(lat) if lat else 0.0},
             "truncated": sum(o.truncated for o in run.outcomes),
             "errors": sum(o.error is not None for o in run.outcomes),
+            "error_examples": _error_examples(run.outcomes),
             "skipped_rows": run.file.skipped,
             "seconds": run.seconds,
             "policies_flagged": _flag_counts(run.outcomes),
@@ -135,6 +136,15 @@ def summarize(runs: list[FileRun], category_policies: PolicySet | None = None) -
         rows = [(v["f1"], v["n"]) for v in files.values() if v["task"] == task]
         averages[task] = {"weighted_f1": weighted_f1(rows), "files": sum(1 for v in files.values() if v["task"] == task), "n": sum(n for _, n in rows)}
     return {"files": files, "averages": averages}
+
+
+def _error_examples(outcomes: list[Outcome], limit: int = 3) -> list[str]:
+    """The first few distinct failure messages, so a report says why checks failed, not only how many."""
+    seen: list[str] = []
+    for o in outcomes:
+        if o.error is not None and o.error[:300] not in seen and len(seen) < limit:
+            seen.append(o.error[:300])
+    return seen
 
 
 def _flag_counts(outcomes: list[Outcome]) -> dict[str, int]:
