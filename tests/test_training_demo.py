@@ -35,3 +35,21 @@ def test_demo_pipeline_end_to_end(tmp_path, capsys):
     assert (tmp_path / "export" / "rsafe_guard.json").exists() and (tmp_path / "eval" / "eval.md").exists()
     text = table([result])
     assert "| after SFT |" in text and "| after GRPO |" in text
+
+
+def test_demo_command_line(tmp_path, capsys):
+    """`python -m training.demo` as a user runs it: --set overrides, --first-seed, the table and results.json."""
+    from training.demo import main
+
+    tiny = ["sft_examples=160", "grpo_prompts=16", "eval_examples=8", "sft_steps=8", "grpo_steps=1", "pretrain_max_steps=3",
+            "grpo_rewards=rsafe,policy_ids"]
+    argv = ["--seeds", "1", "--first-seed", "5", "--jobs", "1", "--threads", "1", "--base-threads", "1", "--workdir", str(tmp_path)]
+    assert main(argv + [arg for item in tiny for arg in ("--set", item)]) == 0
+    out = capsys.readouterr().out
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [r["seed"] for r in results] == [5]
+    assert 0 < results[0]["sft_rows"] <= 160 and results[0]["sft"]["heldout"]["n"] == 8
+    assert results[0]["rsafe_eval"]["n"] == 8  # the first seed's model is exported and scored
+    assert (tmp_path / "seed5" / "export" / "rsafe_guard.json").exists()
+    assert "| after GRPO |" in out and "held-out F1 per seed (SFT -> GRPO): seed 5:" in out
+    assert "rsafe eval --guard rsafe" in out and "wall time:" in out

@@ -2,6 +2,7 @@
 
     python -m training.demo            # 3 seeds, prints the table (make train-demo)
     python -m training.demo --seeds 1 --quick
+    python -m training.demo --first-seed 3 --set grpo_steps=800   # other seeds, any DemoConfig field
 
 Once, shared by the seeds (as one base model is): the base model (`build_base`):
 a tokenizer fitted to the task's texts (the template's fixed lines as single
@@ -199,13 +200,13 @@ def run_seed(seed: int, cfg: DemoConfig, workdir: Path, base: Path, *, evaluate_
     }
 
 
-def _seed_job(job: tuple[int, DemoConfig, Path, Path, int]) -> dict[str, Any]:
-    seed, cfg, workdir, base, threads = job
+def _seed_job(job: tuple[int, DemoConfig, Path, Path, int, bool]) -> dict[str, Any]:
+    seed, cfg, workdir, base, threads, export = job
     import torch
 
     torch.set_num_threads(threads)
     _silence()
-    return run_seed(seed, cfg, workdir, base, evaluate_export=seed == 0)
+    return run_seed(seed, cfg, workdir, base, evaluate_export=export)
 
 
 def _ms(values: list[float]) -> str:
@@ -240,6 +241,7 @@ def table(results: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds are FIRST_SEED .. FIRST_SEED+SEEDS-1")
     parser.add_argument("--quick", action="store_true", help="a tiny budget (smoke run, numbers meaningless)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per seed process")
     parser.add_argument("--base-threads", type=int, default=2, help="torch threads while building the base model")
@@ -263,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     base = args.workdir / ("base-quick" if args.quick else "base")
     info = build_base(cfg, base)
     print(f"base model {base}: reading game {info['pretrain']}", flush=True)
-    jobs = [(seed, cfg, args.workdir / f"seed{seed}", base, args.threads) for seed in range(args.seeds)]
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    jobs = [(seed, cfg, args.workdir / f"seed{seed}", base, args.threads, seed == seeds[0]) for seed in seeds]
     if args.jobs > 1 and args.seeds > 1:
         import multiprocessing as mp
 
