@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import statistics
 import subprocess
-import time
 
 import pytest
 
@@ -89,25 +87,21 @@ async def test_verdict_through_completions_endpoint(vllm_server) -> None:
         await guard.aclose()
 
 
-async def test_concurrent_checks_are_batched_by_the_server(vllm_server) -> None:
-    guard = _guard(vllm_server, model="guard")
+async def test_concurrent_checks_all_get_their_verdict(vllm_server) -> None:
+    """16 checks in flight at once against one server: every one comes back, each with the
+    taught verdict, and each answer is its own (the reasoning is parsed per request).
+
+    How much the server batches them is a speed question, measured by
+    `benchmarks/rsafe_overhead.py --vllm` (a timing ratio in a test fails on a busy machine)."""
+    guard = _guard(vllm_server, model="guard", max_in_flight=16)
+    n = 16
     try:
-        singles = []
-        for i in range(3):
-            start = time.perf_counter()
-            await guard.check(request(f"single {i}: hurt people", policies=POLS))
-            singles.append(time.perf_counter() - start)
-        one = statistics.median(singles)
-        n = 16
-        start = time.perf_counter()
         verdicts = await asyncio.gather(*(guard.check(request(f"burst {i}: hurt", policies=POLS)) for i in range(n)))
-        many = time.perf_counter() - start
     finally:
         await guard.aclose()
-    assert all(v.violated == ["S1"] for v in verdicts)
-    ratio = many / one
-    print(f"vLLM CPU: one check {one * 1000:.0f} ms, {n} concurrent {many * 1000:.0f} ms, ratio {ratio:.1f} (vs {n})")
-    assert ratio < n / 2, f"{n} concurrent checks took {ratio:.1f}x one check: not batched"
+    assert len(verdicts) == n
+    assert all(v.violated == ["S1"] and v.reasoning == "It asks for violence." for v in verdicts), verdicts
+    assert all(not v.cached for v in verdicts)
 
 
 async def test_timeout_is_guard_failure(vllm_server) -> None:
