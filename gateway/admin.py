@@ -3,9 +3,9 @@ guard's reasoning), blocks per policy over time, and the policies in force.
 
 Off unless `settings.admin_key` (RSAFE_ADMIN_KEY) is set: every /admin route then answers
 404 like an unknown route. With a key, a request is let in when it carries the key in an
-`x-admin-key` header (or `Authorization: Bearer`), or the session cookie the login form
-sets. The cookie holds an HMAC of the key, never the key itself, and is HttpOnly,
-SameSite=Strict and scoped to /admin.
+`x-admin-key` header (or `Authorization: Bearer`), or the signed, expiring session cookie the
+login form sets (`gateway/admin_auth.py`: the token, the limit on wrong keys, the refusals).
+Bad query parameters (`since`, `before`, `limit`) are a 400, OpenAI-shaped.
 
 Fast with a large log: the table reads the log from its end and stops after one page
 (`logread.recent`); the chart reads an incremental per-file index (`logindex.BlockIndex`)
@@ -15,24 +15,24 @@ that only looks at bytes written since the previous page load. Both run in a thr
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import secrets
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from gateway import admin_html as ui
 from gateway import logread
+from gateway.admin_auth import (COOKIE, admin_key, admin_only, auth_for, check_key, current_session, issue_session,
+                                refusal, session_ttl_s)
+from gateway.errors import BadRequest, PayloadTooLarge, Unauthorized
 from gateway.logindex import index_for
 
-COOKIE = "rsafe_admin"
 PAGE_SIZE = 50
+API_LIMIT_MAX = 500
 SCAN_BUDGET_S = 2.0  # a filter that matches nothing recent must not scan a huge log for long
 CHART_HOURS = {"24h": 24, "7d": 168}
 
@@ -49,28 +49,6 @@ def admin_routes() -> list[Route]:
 
 
 # --- access ------------------------------------------------------------------------------
-def _admin_key(request: Request) -> str:
-    key = request.app.state.gateway.settings.admin_key
-    if key is None or not key.get_secret_value():
-        raise HTTPException(404)  # the view does not exist without a key
-    return key.get_secret_value()
-
-
-def session_token(key: str) -> str:
-    return hmac.new(key.encode(), b"rsafe-admin-session-v1", hashlib.sha256).hexdigest()
-
-
-def _authorized(request: Request, key: str) -> bool:
-    supplied = request.headers.get("x-admin-key")
-    auth = request.headers.get("authorization") or ""
-    if not supplied and auth.lower().startswith("bearer "):
-        supplied = auth[7:].strip()
-    if supplied and secrets.compare_digest(supplied.encode(), key.encode()):
-        return True
-    cookie = request.cookies.get(COOKIE)
-    return bool(cookie) and secrets.compare_digest(cookie.encode(), session_token(key).encode())
-
-
 def _html(body_fn, status: int = 200) -> Response:
     """An HTML response with a per-response script nonce and a strict content security policy."""
     nonce = secrets.token_urlsafe(16)
@@ -89,22 +67,39 @@ def _login(error: str | None = None, status: int = 401) -> Response:
     return _html(lambda nonce: ui.login_page(error, nonce), status)
 
 
+admin = admin_only(_login)
+LOGIN_BODY_MAX = 4096
+
+
+async def _form_key(request: Request) -> str:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > LOGIN_BODY_MAX:
+            raise PayloadTooLarge(f"a login form is at most {LOGIN_BODY_MAX} bytes")
+    return (parse_qs(body.decode("utf-8", "replace")).get("key") or [""])[0]
+
+
 async def login(request: Request) -> Response:
-    key = _admin_key(request)
-    body = (await request.body())[:4096].decode("utf-8", "replace")
-    supplied = (parse_qs(body).get("key") or [""])[0]
-    if not supplied or not secrets.compare_digest(supplied.encode(), key.encode()):
-        return _login("That is not the admin key.")
+    key = admin_key(request)
+    supplied = await _form_key(request)
+    refused = check_key(request, supplied, key) if supplied else Unauthorized("the form has no admin key")
+    if refused is not None:
+        return refusal(request, refused, _login, refused.message)
+    ttl_s = session_ttl_s(request)
     response = RedirectResponse("/admin", status_code=303)
-    response.set_cookie(COOKIE, session_token(key), httponly=True, samesite="strict", path="/admin",
-                        secure=request.url.scheme == "https")
+    response.set_cookie(COOKIE, issue_session(key, ttl_s), max_age=int(ttl_s), httponly=True, samesite="strict",
+                        path="/admin", secure=request.url.scheme == "https")
     return response
 
 
 async def logout(request: Request) -> Response:
-    _admin_key(request)
+    session = current_session(request, admin_key(request))
+    if session is not None:
+        auth_for(request).revoke(*session)
     response = RedirectResponse("/admin", status_code=303)
-    response.delete_cookie(COOKIE, path="/admin")
+    response.delete_cookie(COOKIE, path="/admin", httponly=True, samesite="strict",
+                           secure=request.url.scheme == "https")
     return response
 
 
@@ -114,17 +109,33 @@ def _query(request: Request) -> dict[str, str]:
     return {n: request.query_params.get(n, "").strip()[:200] for n in names}
 
 
-def _filter(q: dict[str, str]) -> logread.Filter:
+def _time(q: dict[str, str], name: str) -> str | None:
     try:
-        since = logread.parse_time(q["since"]) if q["since"] else None
-    except ValueError:
-        since = None
+        return logread.parse_time(q[name]) if q[name] else None
+    except ValueError as exc:
+        raise BadRequest(f"{name}: {exc}", param=name) from exc
+
+
+def _filter(q: dict[str, str]) -> logread.Filter:
     return logread.Filter(
         policies=(q["policy"],) if q["policy"] else (), decisions=(q["decision"],) if q["decision"] else (),
         directions=(q["direction"],) if q["direction"] else (), models=(q["model"],) if q["model"] else (),
         key_ids=(q["key"],) if q["key"] else (), request_id=q["request"] or None,
-        since=since, until=q["before"] or None,
+        since=_time(q, "since"), until=_time(q, "before"),
     )
+
+
+def _limit(request: Request) -> int:
+    raw = request.query_params.get("limit")
+    if raw is None:
+        return PAGE_SIZE
+    try:
+        limit = int(raw)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= API_LIMIT_MAX:
+        raise BadRequest(f"limit: an integer from 1 to {API_LIMIT_MAX}, not {raw[:40]!r}", param="limit")
+    return limit
 
 
 def _newest_first(path, filt: logread.Filter, limit: int) -> tuple[list[dict[str, Any]], str | None]:
@@ -165,10 +176,8 @@ def _chart(request: Request, path, hours: int, policy: str) -> str:
 
 
 # --- pages -------------------------------------------------------------------------------
+@admin
 async def index(request: Request) -> Response:
-    key = _admin_key(request)
-    if not _authorized(request, key):
-        return _login()
     gw = request.app.state.gateway
     path = gw.settings.block_log
     q = _query(request)
@@ -200,10 +209,8 @@ def _with(q: dict[str, str], **changes: str) -> str:
     return urlencode({k: v for k, v in {**q, **changes}.items() if v})
 
 
+@admin
 async def detail(request: Request) -> Response:
-    key = _admin_key(request)
-    if not _authorized(request, key):
-        return _login()
     request_id = request.path_params["request_id"][:200]
     path = request.app.state.gateway.settings.block_log
     records = await asyncio.to_thread(logread.find_request, path, request_id)
@@ -211,16 +218,11 @@ async def detail(request: Request) -> Response:
     return _html(lambda nonce: ui.page(request_id, body, nonce), 200 if records else 404)
 
 
+@admin
 async def api_decisions(request: Request) -> Response:
-    """The same selection as the page, as JSON (for scripts; `limit` up to 500)."""
-    key = _admin_key(request)
-    if not _authorized(request, key):
-        return JSONResponse({"error": "admin key required"}, 401)
+    """The same selection as the page, as JSON (for scripts; `limit` from 1 to 500)."""
     q = _query(request)
-    try:
-        limit = max(1, min(int(request.query_params.get("limit", PAGE_SIZE)), 500))
-    except ValueError:
-        limit = PAGE_SIZE
+    limit = _limit(request)
     path = request.app.state.gateway.settings.block_log
     records, reached = await asyncio.to_thread(_newest_first, path, _filter(q), limit)
     return JSONResponse({"decisions": records, "searched_to": reached}, headers={"cache-control": "no-store"})

@@ -7,6 +7,7 @@
     ├── NotFound            404  not_found
     ├── MethodNotAllowed    405
     ├── PayloadTooLarge     413
+    ├── RateLimited         429  rate_limit_exceeded, Retry-After  (wrong admin keys)
     ├── ClientGone          499  client_disconnected  (nobody reads it; counted in metrics)
     ├── UpstreamError       502  upstream_error       (refused, 5xx, unreadable reply)
     └── UpstreamTimeout     504  upstream_timeout
@@ -79,6 +80,19 @@ class PayloadTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"
     code = "request_too_large"
+
+
+class RateLimited(GatewayError):
+    status = 429
+    type = "requests"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": str(self.retry_after_s)}
 
 
 class ClientGone(GatewayError):

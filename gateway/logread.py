@@ -110,21 +110,28 @@ def parse(line: bytes) -> dict[str, Any] | None:
 
 # --- time ----------------------------------------------------------------------------------
 def parse_time(value: str | None, now: datetime | None = None) -> str | None:
-    """`1h`, `30m`, `7d` (that long ago) or an ISO date/time -> the log's timestamp format."""
+    """`1h`, `30m`, `7d` (that long ago) or an ISO date/time -> the log's timestamp format.
+
+    ValueError (with a message for the user) for anything else, a duration reaching before
+    year 1 included (`99999999999h`) and a time that cannot be expressed in UTC."""
     if not value:
         return None
     now = now or datetime.now(timezone.utc)
     m = _DURATION.match(value)
-    if m:
-        moment = now - timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
-    else:
-        try:
+    try:
+        if m:
+            moment = now - timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+        else:
             moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise ValueError(f"not a time: {value!r} (use 30m, 1h, 7d or an ISO date like 2026-11-28T05:00)") from exc
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.astimezone(timezone.utc)
+    except OverflowError as exc:
+        raise ValueError(f"out of range: {value[:40]!r} reaches before year 1 or past 9999") from exc
+    except ValueError as exc:
+        raise ValueError(f"not a time: {value[:40]!r} (use 30m, 1h, 7d or an ISO date like 2026-11-28T05:00)") from exc
+    # isoformat, not strftime: strftime writes year 1 as "1", which would not sort as a timestamp
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def ts_to_epoch(ts: str) -> float:

@@ -45,15 +45,19 @@ def _log_path(log: Path | None) -> Path:
     return Settings().block_log
 
 
-def _filter(policy, decision, direction, model, key, since, until, request) -> Filter:
+def _time(value: str | None, option: str) -> str | None:
     try:
-        return Filter(
-            policies=tuple(policy or ()), decisions=tuple(decision or ()), directions=tuple(direction or ()),
-            models=tuple(model or ()), key_ids=tuple(key or ()), request_id=request,
-            since=logread.parse_time(since), until=logread.parse_time(until),
-        )
+        return logread.parse_time(value)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+        raise typer.BadParameter(str(exc), param_hint=option) from exc
+
+
+def _filter(policy, decision, direction, model, key, since, until, request) -> Filter:
+    return Filter(
+        policies=tuple(policy or ()), decisions=tuple(decision or ()), directions=tuple(direction or ()),
+        models=tuple(model or ()), key_ids=tuple(key or ()), request_id=request,
+        since=_time(since, "--since"), until=_time(until, "--until"),
+    )
 
 
 def _want_json(flag: bool) -> bool:
@@ -269,5 +273,7 @@ def prune(
     if not days:
         typer.echo("no retention period: pass --days or set RSAFE_BLOCK_LOG_RETENTION_DAYS", err=True)
         raise typer.Exit(2)
+    if not 0 < days < float("inf"):  # a negative count would put the cutoff in the future: delete everything
+        raise typer.BadParameter(f"a positive number of days, not {days}", param_hint="--days")
     for removed in prune_block_logs(_log_path(log), days):
         typer.echo(f"removed {removed}")

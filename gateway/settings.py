@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     guard_only: bool = False
     gateway_keys: list[GatewayKey] = []
     admin_key: SecretStr | None = None
+    # How long an /admin login session lasts (the signed cookie's expiry).
+    admin_session_hours: float = Field(default=12.0, gt=0, le=24 * 366)
 
     @field_validator("upstream")
     @classmethod

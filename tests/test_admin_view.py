@@ -12,7 +12,7 @@ import orjson
 import pytest
 from starlette.testclient import TestClient
 
-from gateway.admin import COOKIE, session_token
+from gateway.admin_auth import COOKIE
 from gateway.app import create_app
 from gateway.logindex import BlockIndex
 from gateway.settings import Settings
@@ -54,8 +54,10 @@ def test_off_without_an_admin_key(tmp_path, policies_path, monkeypatch):
 
 def test_key_required(client):
     r = client.get("/admin")
-    assert r.status_code == 401 and "Admin key required" in r.text and 'id="decisions"' not in r.text
-    assert client.get("/admin/api/decisions").status_code == 401
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key" and 'id="decisions"' not in r.text
+    page = client.get("/admin", headers={"accept": "text/html"})  # a browser gets the login page
+    assert page.status_code == 401 and "Admin key required" in page.text and 'id="decisions"' not in page.text
+    assert client.get("/admin/api/decisions").json()["error"]["type"] == "invalid_request_error"
     assert client.get("/admin", headers={"x-admin-key": "wrong"}).status_code == 401
     assert client.get("/admin", headers={"authorization": f"Bearer {ADMIN_KEY}"}).status_code == 200
     assert client.get("/admin", headers={"x-admin-key": ADMIN_KEY}).status_code == 200
@@ -63,13 +65,13 @@ def test_key_required(client):
     assert client.get("/admin").status_code == 401
 
 
-def test_login_form_sets_an_hmac_cookie_not_the_key(client):
-    r = client.post("/admin/login", data={"key": "nope"}, follow_redirects=False)
+def test_login_form_sets_a_signed_session_cookie_not_the_key(client):
+    r = client.post("/admin/login", data={"key": "nope"}, headers={"accept": "text/html"}, follow_redirects=False)
     assert r.status_code == 401 and "not the admin key" in r.text
     r = client.post("/admin/login", data={"key": ADMIN_KEY}, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/admin"
     cookie = r.headers["set-cookie"]
-    assert ADMIN_KEY not in cookie and session_token(ADMIN_KEY) in cookie
+    assert ADMIN_KEY not in cookie and f"{COOKIE}=v2." in cookie
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/admin" in cookie
     assert client.get("/admin").status_code == 200
     client.get("/admin/logout")
