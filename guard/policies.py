@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from guard.errors import PolicyError
 
@@ -85,14 +85,17 @@ class Policy(_Strict):
 
     @field_validator("regex")
     @classmethod
-    def _compiles(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        import re
+    def _compiles(cls, v: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        from guard.patterns import compile_regex  # RE2, as the patterns guard runs it
 
         for pattern in v:
             try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from exc
+                compile_regex(pattern)
+            except ValueError as exc:
+                raise ValueError(
+                    f"policy {info.data.get('id', '?')}: invalid regular expression {pattern!r} for RE2 "
+                    f"(linear-time; no lookaround, no backreferences): {exc}"
+                ) from exc
         return v
 
     @model_validator(mode="after")
