@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import BadRequest
-from gateway.messages import Piece, add_turn, setter, choice_pieces, input_pieces, message_pieces, replace_choice, validate_chat_request
+from gateway.messages import (
+    Piece, add_turn, choice_pieces, guard_role, input_pieces, message_pieces, replace_choice, setter, validate_chat_request,
+)
 from guard.verdict import Turn
 
 
@@ -105,26 +107,26 @@ class ResponsesApi:
     stream_kind = "responses"
 
     def read_input(self, body: Any) -> tuple[tuple[Turn, ...], list[Piece]]:
+        """Everything in the request that reaches the model: `instructions`, then every `input`
+        item with text (messages of any role, earlier function calls and their outputs)."""
         _require_model(body)
-        items = body.get("input")
-        if isinstance(items, str):
-            pieces = _string_list(body, "input", "user")
-            return (Turn("user", items),), pieces
-        if not isinstance(items, list):
-            raise BadRequest("'input' is required and must be a string or an array of items", param="input")
         turns: list[Turn] = []
         judged: list[Piece] = []
+        instructions = body.get("instructions")
+        if isinstance(instructions, str):
+            add_turn(turns, judged, "system", [Piece("system", instructions, setter(body, "instructions"))])
+        elif instructions is not None:
+            raise BadRequest("'instructions' must be a string", param="instructions")
+        items = body.get("input")
+        if isinstance(items, str):
+            add_turn(turns, judged, "user", _string_list(body, "input", "user"))
+            return tuple(turns), judged
+        if not isinstance(items, list):
+            raise BadRequest("'input' is required and must be a string or an array of items", param="input")
         for item in items:
             if not isinstance(item, dict):
                 raise BadRequest("each 'input' item must be an object", param="input")
-            kind = item.get("type", "message")
-            if kind == "message" and item.get("role") in ("user", "assistant"):
-                role = item["role"]
-                pieces = message_pieces(item, role)
-            elif kind == "function_call_output" and isinstance(item.get("output"), str):
-                role, pieces = "tool", [Piece("tool", item["output"], setter(item, "output"))]
-            else:
-                continue  # system/developer instructions, references: forwarded, not judged
+            role, pieces = _item_pieces(item)
             add_turn(turns, judged, role, pieces)
         return tuple(turns), judged
 
@@ -141,6 +143,20 @@ class ResponsesApi:
 
     def block_unit(self, response: dict[str, Any], unit: Unit, message: str) -> None:
         block_response(response, message)
+
+
+def _item_pieces(item: dict[str, Any]) -> tuple[str, list[Piece]]:
+    """One Responses `input` item: its guard role and the text in it (none for references)."""
+    kind = item.get("type", "message")
+    if kind == "message":
+        role = guard_role(item["role"]) if isinstance(item.get("role"), str) else "user"
+        return role, message_pieces(item, role)
+    if kind in ("function_call_output", "custom_tool_call_output") and isinstance(item.get("output"), str):
+        return "tool", [Piece("tool", item["output"], setter(item, "output"))]
+    for key in ("arguments", "input"):  # function_call / custom_tool_call the client says the model made
+        if kind in ("function_call", "custom_tool_call") and isinstance(item.get(key), str):
+            return "assistant", [Piece("assistant", item[key], setter(item, key), arguments=key == "arguments")]
+    return "user", []
 
 
 def block_response(response: dict[str, Any], message: str) -> None:

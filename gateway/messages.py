@@ -8,6 +8,7 @@ or unknown fields.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,9 +16,18 @@ from typing import Any
 from gateway.errors import BadRequest
 from guard.verdict import Turn
 
-# Roles whose text is judged on the way in. The app's own system/developer prompt is not
-# sent to the guard (a known source of false positives), but it is still forwarded.
-INPUT_ROLES = {"user": "user", "tool": "tool", "function": "tool", "assistant": "assistant"}
+# Every message the client sends reaches the model, so every one is judged on the way in,
+# whatever its role: a system or developer prompt and an "earlier reply" the client wrote
+# itself can carry harm as well as a user turn can. The guard's own role names; a role
+# the gateway does not know (e.g. "human") is judged as a user turn.
+INPUT_ROLES = {
+    "user": "user", "tool": "tool", "function": "tool", "assistant": "assistant",
+    "system": "system", "developer": "system",
+}  # fmt: skip
+
+
+def guard_role(role: str) -> str:
+    return INPUT_ROLES.get(role, "user")
 
 
 @dataclass(slots=True)
@@ -25,6 +35,37 @@ class Piece:
     role: str
     text: str
     write: Callable[[str], None]
+    turn: int = -1  # index of the conversation turn this piece belongs to (input side)
+    arguments: bool = False  # tool-call arguments: JSON, read by the guard as its string values
+
+    @property
+    def guard_text(self) -> str:
+        return json_strings(self.text) if self.arguments else self.text
+
+
+def json_strings(text: str) -> str:
+    """The keys and string values of a JSON document, one per line (what a text guard should read
+    of tool-call arguments: quoting and escapes must not hide their words); the text itself if it
+    is not JSON."""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return text
+    out: list[str] = []
+    stack = [doc]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            out.append(node)
+        elif isinstance(node, dict):
+            for key, value in reversed(node.items()):
+                stack.append(value)
+                stack.append(key)
+        elif isinstance(node, list):
+            stack.extend(reversed(node))
+        elif node is not None:
+            out.append(json.dumps(node))
+    return "\n".join(out)
 
 
 def setter(container: Any, key: Any) -> Callable[[str], None]:
@@ -45,12 +86,20 @@ def message_pieces(message: dict[str, Any], role: str) -> list[Piece]:
             if isinstance(part, dict) and part.get("type") in ("text", "input_text", "output_text"):
                 if isinstance(part.get("text"), str):
                     pieces.append(Piece(role, part["text"], setter(part, "text")))
+            elif isinstance(part, dict) and part.get("type") == "refusal" and isinstance(part.get("refusal"), str):
+                pieces.append(Piece(role, part["refusal"], setter(part, "refusal")))
     elif content is not None:
         raise BadRequest("'content' must be a string, an array of content parts, or null", param="messages")
-    for call in message.get("tool_calls") or ():
+    if isinstance(message.get("refusal"), str):
+        pieces.append(Piece(role, message["refusal"], setter(message, "refusal")))
+    calls = message.get("tool_calls")
+    for call in calls if isinstance(calls, list) else ():
         fn = call.get("function") if isinstance(call, dict) else None
         if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
-            pieces.append(Piece(role, fn["arguments"], setter(fn, "arguments")))
+            pieces.append(Piece(role, fn["arguments"], setter(fn, "arguments"), arguments=True))
+    legacy = message.get("function_call")
+    if isinstance(legacy, dict) and isinstance(legacy.get("arguments"), str):
+        pieces.append(Piece(role, legacy["arguments"], setter(legacy, "arguments"), arguments=True))
     return pieces
 
 
@@ -69,24 +118,33 @@ def validate_chat_request(body: Any) -> list[dict[str, Any]]:
 
 
 def input_pieces(messages: list[dict[str, Any]]) -> tuple[tuple[Turn, ...], list[Piece]]:
-    """The conversation slice the guard reads, and the judged pieces (user and tool turns)."""
+    """The conversation the guard reads, one turn per message, and every piece of text in it."""
     turns: list[Turn] = []
     judged: list[Piece] = []
     for message in messages:
-        role = INPUT_ROLES.get(message["role"])
-        if role is None:
-            continue
+        role = guard_role(message["role"])
         add_turn(turns, judged, role, message_pieces(message, role))
     return tuple(turns), judged
 
 
 def add_turn(turns: list[Turn], judged: list[Piece], role: str, pieces: list[Piece]) -> None:
-    """Append one message to the guard's conversation; user/tool text is also judged."""
-    text = "\n".join(p.text for p in pieces if p.text)
+    """Append one message to the guard's conversation; all of its text is judged."""
+    text = "\n".join(p.guard_text for p in pieces if p.text)
     if text:
+        for piece in pieces:
+            piece.turn = len(turns)
         turns.append(Turn(role, text))  # type: ignore[arg-type]
-    if role != "assistant":
-        judged.extend(pieces)
+    judged.extend(pieces)
+
+
+def rebuild_turns(turns: tuple[Turn, ...], pieces: list[Piece]) -> tuple[Turn, ...]:
+    """The conversation again after pieces were rewritten (a redaction): the model guard must
+    read the redacted text, not the original."""
+    texts: dict[int, list[str]] = {}
+    for piece in pieces:
+        if piece.turn >= 0 and piece.text:
+            texts.setdefault(piece.turn, []).append(piece.guard_text)
+    return tuple(Turn(t.role, "\n".join(texts[i])) if i in texts else t for i, t in enumerate(turns))
 
 
 def last_user_text(turns: tuple[Turn, ...]) -> str:

@@ -226,10 +226,17 @@ class Moderator:
         missing = [p.id for p in policies if verdict is not None and p.id not in verdict.results]
         if error is None and missing:
             error = f"guard gave no verdict for {', '.join(missing)}"
+        # Text the guard did not read was not judged: a policy it did not find violated in the
+        # part it read is not passed either; its failure mode decides (closed by default).
+        unread = verdict is not None and verdict.truncated
+        if error is None and unread:
+            error = "content longer than the guard reads (truncated): the failure mode applies to the unread part"
         decision.error = error
         for policy in policies:
             result = verdict.results.get(policy.id) if verdict is not None else None
-            if result is None:
+            if result is None or (unread and not result.violated):
+                # a guard fault is logged as guard_error (what metrics and log stats count); the
+                # block log's `truncated` and `error` say when it was text left unread
                 if policy.failure_mode is FailureMode.OPEN:
                     decision.outcomes.append(PolicyOutcome(policy.id, "fail_open", "guard_error"))
                 else:

@@ -17,7 +17,7 @@ import structlog
 
 from gateway.blocklog import BlockLog
 from gateway.errors import BadRequest, ContentBlocked, GatewayError
-from gateway.messages import Piece, last_user_text
+from gateway.messages import Piece, last_user_text, rebuild_turns
 from gateway.metrics import Metrics
 from gateway.pipeline import Decision, Moderator
 from gateway.policystore import PolicyStore
@@ -154,7 +154,7 @@ class Gateway:
             self.record(ctx, decision, texts)
         _apply_input(decision, pieces)  # raises ContentBlocked on a block
         if decision.rewrites:
-            turns, texts = _rebuild_turns(turns, pieces), [p.text for p in pieces]
+            turns, texts = rebuild_turns(turns, pieces), [p.text for p in pieces]
         upstream = asyncio.ensure_future(call(bool(decision.rewrites)))
         try:
             model_decision = await self._check(ctx, Direction.INPUT, turns, texts, frozenset({"model"}))
@@ -227,7 +227,8 @@ class Gateway:
             if not unit.pieces:
                 return "allow"
             texts = [p.text for p in unit.pieces]
-            decision = await self.moderate(ctx, Direction.OUTPUT, context + (Turn("assistant", "\n".join(texts)),), texts)
+            reply = Turn("assistant", "\n".join(p.guard_text for p in unit.pieces))
+            decision = await self.moderate(ctx, Direction.OUTPUT, context + (reply,), texts)
             if decision.blocked:
                 api.block_unit(response, unit, decision.message())
             else:
@@ -286,12 +287,6 @@ def _apply_input(decision: Decision, pieces: list[Piece]) -> None:
     for index, text in decision.rewrites.items():
         pieces[index].write(text)
         pieces[index].text = text
-
-
-def _rebuild_turns(turns: tuple[Turn, ...], pieces: list[Piece]) -> tuple[Turn, ...]:
-    """After a redaction, the model guard must read the redacted text, not the original."""
-    judged = iter(p.text for p in pieces)
-    return tuple(t if t.role == "assistant" else Turn(t.role, next(judged, t.text)) for t in turns)
 
 
 async def _drain(task: asyncio.Future[Any]) -> None:

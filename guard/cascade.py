@@ -34,9 +34,9 @@ import asyncio
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
-from guard.errors import GuardConfigError, GuardFailure
+from guard.errors import GuardConfigError, GuardFailure, validate_options
 from guard.policies import Policy, PolicySet
 from guard.verdict import CheckRequest, Guard, PolicyResult, Verdict
 
@@ -171,11 +171,7 @@ def parse_options(options: dict[str, Any]) -> CascadeOptions:
             second[key] = data.pop(key)
     if second:
         data["second_options"] = second
-    try:
-        return CascadeOptions.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise GuardConfigError(f"cascade guard options: {problems}") from exc
+    return validate_options(CascadeOptions, data, "cascade guard options")
 
 
 def build(options: dict[str, Any], policies: PolicySet) -> CascadeGuard:

@@ -22,3 +22,15 @@ class GuardConfigError(GuardEngineError):
 
 class GuardFailure(GuardEngineError):
     pass
+
+
+def validate_options(model: type, data: object, what: str):
+    """`model.model_validate(data)` (a pydantic model), its errors as one GuardConfigError
+    naming `what` ("rsafe guard options: max_tokens: ..."): the one place options are checked."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise GuardConfigError(f"{what}: {problems}") from exc

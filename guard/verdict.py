@@ -15,7 +15,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 from guard.policies import Direction, Policy
 
-Role = Literal["user", "assistant", "tool"]
+Role = Literal["user", "assistant", "tool", "system"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,9 +28,10 @@ class Turn:
 class CheckRequest:
     """What to judge.
 
-    `conversation` is the slice the guard may read (no system prompt). For an input
-    check the judged turns are the user/tool turns; for an output check the judged
-    turn is the last (assistant) turn, the turns before it are context.
+    `conversation` is what the guard reads. For an input check every turn is judged,
+    whatever its role (system and developer prompts, tool results and assistant turns
+    the client supplied all reach the model); for an output check the judged turn is
+    the last (assistant) turn, the turns before it are context.
     """
 
     direction: Direction
@@ -42,7 +43,7 @@ class CheckRequest:
     def judged(self) -> tuple[Turn, ...]:
         if self.direction is Direction.OUTPUT:
             return self.conversation[-1:]
-        return tuple(t for t in self.conversation if t.role != "assistant")
+        return self.conversation
 
     @property
     def content(self) -> str:

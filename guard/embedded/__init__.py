@@ -1,9 +1,9 @@
 """The `embedded` guard backend: CPU, offline, policy-conditioned (see `guard.py`).
 
 `build(options, policies)` is what `guard.registry` calls for `backend: embedded`.
-Options (all optional): `weights` (a directory with head.safetensors + meta.json;
-default: the shipped ones), `max_tokens`, `max_windows`, `max_turns`,
-`max_batch`, `max_wait_ms`, `threads`.
+Options (all optional, see `EmbeddedOptions`): `weights` (a directory with
+head.safetensors + meta.json; default: the shipped ones), `max_tokens`,
+`max_chars`, `max_batch`, `max_wait_ms`, `threads`, `precision`, `turn_cache`.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ def build(options: dict[str, Any], policies: PolicySet):
     from guard.embedded import head as head_mod
     from guard.embedded.encoder import Encoder
     from guard.embedded.guard import EmbeddedGuard, EmbeddedOptions
+    from guard.errors import validate_options
 
-    weights = Path(options.get("weights") or head_mod.WEIGHTS_DIR)
-    head, meta = head_mod.load(weights)
-    opts = EmbeddedOptions.parse(options, meta)
+    opts = validate_options(EmbeddedOptions, dict(options), "embedded guard options")
+    head, meta = head_mod.load(Path(opts.weights or head_mod.WEIGHTS_DIR))
     threads = max(1, min(opts.threads, os.cpu_count() or 1))
     torch.set_num_threads(threads)
-    encoder = Encoder()
+    encoder = Encoder(precision=opts.precision, overlay=head_mod.overlay_path(Path(opts.weights or head_mod.WEIGHTS_DIR)))
     guard = EmbeddedGuard(encoder, head, meta, opts)
     guard.warm(policies.policies)
     return guard

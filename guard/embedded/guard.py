@@ -1,61 +1,63 @@
-"""The `embedded` guard: frozen MiniLM features + a policy-conditioned head, on CPU.
+"""The `embedded` guard: MiniLM features + a policy-conditioned head, on CPU.
 
-One check = one encoder pass over the judged text (windowed if long; for output
-checks the user turn it answers rides in the same pass as context), then the
-head scores that text against every policy in force. Policy embeddings are
-computed once per policy text and kept per policy-set version, so a policy the
-user just wrote costs one extra encoder pass the first time it is seen.
+One check reads every judged turn whole: each turn is cut into overlapping
+windows of `max_tokens` tokens and all windows go through the encoder (for
+output checks the user turn it answers rides along as context). The head then
+scores every window against every policy in force; a policy's score is the
+maximum over windows and turns, so harm cannot hide behind benign text before,
+after or around it.
 
-Input checks judge each user/tool turn and take the maximum per policy, so a
-harmful turn cannot hide behind benign ones. Empty judged text is "nothing to
-judge" (score 0, not violated); text that cannot be encoded as UTF-8 (lone
-surrogates) is repaired with replacement characters; text longer than the
-guard reads is cut and the verdict says `truncated=True`.
+What keeps that cheap:
+- a per-turn feature cache (an LRU keyed by the turn's text): a conversation pays
+  only for turns it has not sent before; the reply the gateway judged on the way
+  out is already cached when the client sends it back as history;
+- the micro-batcher (concurrent checks share forward passes on one worker
+  thread, never the event loop's), padding-free length groups and bf16 where the
+  CPU has it (`guard/embedded/encoder.py`);
+- policy embeddings computed once per policy text.
+
+Limits: a check reads at most `max_chars` characters of judged text (256 Ki by
+default, about 2 s of encoder time on 2 cores). Past that the verdict says
+`truncated=True` and the pipeline applies each policy's failure mode (closed by
+default): text that is not read is never passed as safe. Empty judged text is
+"nothing to judge" (score 0); text that cannot be encoded as UTF-8 is repaired
+with replacement characters.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
-from dataclasses import dataclass
-from typing import Any
+from collections import OrderedDict
+from typing import Any, Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 
 from guard.embedded.batcher import MicroBatcher
 from guard.embedded.encoder import DIM, FEATURE_DIM, Encoder
+from guard.embedded.examples import ExampleSet, ExampleTerm, ranked
 from guard.embedded.head import HeadMeta, PolicyHead
 from guard.errors import GuardFailure
 from guard.policies import Direction, Policy
 from guard.verdict import CheckRequest, PolicyResult, Verdict
 
-POLICY_KEY = ("policy", 256, 1)
+POLICY_KEY = ("policy", 256, 1)  # policy texts: one long window each
+CONTEXT_CHARS = 4096  # an output check's context: its first window is what the head reads
 
 
-@dataclass(frozen=True)
-class EmbeddedOptions:
-    max_tokens: int = 128  # tokens per window (what the head was trained on)
-    max_windows: int = 4  # windows per judged text; beyond that the verdict is truncated
-    max_turns: int = 8  # input checks judge the last N user/tool turns
-    max_batch: int = 32  # texts per forward pass
-    max_wait_ms: float = 2.0  # how long the batcher waits for company
-    threads: int = 2  # torch intra-op threads
+class EmbeddedOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    @classmethod
-    def parse(cls, options: dict[str, Any], meta: HeadMeta) -> EmbeddedOptions:
-        from guard.errors import GuardConfigError
-
-        known = {k for k in cls.__dataclass_fields__}
-        unknown = set(options) - known - {"weights"}
-        if unknown:
-            raise GuardConfigError(f"embedded guard: unknown options {sorted(unknown)}; known: {sorted(known | {'weights'})}")
-        values = {"max_tokens": meta.max_tokens, **{k: v for k, v in options.items() if k in known}}
-        try:
-            parsed = cls(**{k: type(getattr(cls, k))(v) for k, v in values.items()})
-        except (TypeError, ValueError) as exc:
-            raise GuardConfigError(f"embedded guard: bad option value: {exc}") from exc
-        if not (8 <= parsed.max_tokens <= 512 and parsed.max_windows >= 1 and parsed.max_turns >= 1 and parsed.max_batch >= 1):
-            raise GuardConfigError("embedded guard: max_tokens must be 8..512; max_windows, max_turns, max_batch >= 1")
-        return parsed
+    weights: str | None = None  # a directory with head.safetensors + meta.json (default: shipped)
+    max_tokens: int | None = Field(default=None, ge=8, le=512)  # tokens per window (default: what the head was trained on)
+    max_chars: int = Field(default=262_144, ge=1)  # judged characters read per check; past it: truncated
+    max_batch: int = Field(default=32, ge=1)  # windows-bearing texts per forward batch
+    max_wait_ms: float = Field(default=2.0, ge=0)  # how long the batcher waits for company
+    threads: int = Field(default=2, ge=1)  # torch intra-op threads
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the CPU has it natively
+    turn_cache: int = Field(default=50_000, ge=0)  # window features kept for turns seen before
+    sentences: bool = True  # also read each sentence of a many-sentence turn on its own
 
 
 def clean_text(text: Any) -> str:
@@ -69,6 +71,57 @@ def clean_text(text: Any) -> str:
     return text.encode("utf-8", errors="replace").decode("utf-8").replace("\x00", "")
 
 
+class TurnCache:
+    """Window features per turn text, least recently used out first, bounded in windows.
+
+    Only the event loop's thread touches it (lookups before a check is submitted,
+    inserts after its result is back)."""
+
+    def __init__(self, max_windows: int) -> None:
+        self.max_windows = max_windows
+        self._items: OrderedDict[bytes, torch.Tensor] = OrderedDict()
+        self.windows = 0
+        self.hits = self.misses = 0
+
+    @staticmethod
+    def key(kind: str, text: str) -> bytes:
+        return hashlib.blake2b(f"{kind}\x00{text}".encode(), digest_size=16).digest()
+
+    def get(self, key: bytes) -> torch.Tensor | None:
+        feats = self._items.get(key)
+        if feats is None:
+            self.misses += 1
+            return None
+        self._items.move_to_end(key)
+        self.hits += 1
+        return feats
+
+    def put(self, key: bytes, feats: torch.Tensor) -> None:
+        if self.max_windows <= 0 or feats.shape[0] > self.max_windows or key in self._items:
+            return
+        self._items[key] = feats
+        self.windows += feats.shape[0]
+        while self.windows > self.max_windows:
+            _, old = self._items.popitem(last=False)
+            self.windows -= old.shape[0]
+
+
+def read_budget(texts: list[str], max_chars: int) -> tuple[list[str], bool]:
+    """The judged texts that fit in `max_chars` (later turns first: the newest matter most),
+    and whether anything was left unread."""
+    kept: list[str] = []
+    left = max_chars
+    for text in reversed(texts):
+        if left <= 0:
+            return kept[::-1], True
+        if len(text) > left:
+            kept.append(text[:left])
+            return kept[::-1], True
+        kept.append(text)
+        left -= len(text)
+    return kept[::-1], False
+
+
 class EmbeddedGuard:
     name = "embedded"
 
@@ -77,9 +130,11 @@ class EmbeddedGuard:
         self.head = head
         self.meta = meta
         self.options = options
-        self.max_chars = options.max_tokens * options.max_windows * 12  # cheap cut before tokenizing
+        self.max_tokens = options.max_tokens or meta.max_tokens
         self._policy_cache: dict[str, torch.Tensor] = {}  # policy text -> [DIM]
         self._by_version: dict[tuple[str, tuple[str, ...]], torch.Tensor] = {}
+        self.turns = TurnCache(options.turn_cache)
+        self.examples = ExampleTerm(meta.examples)  # policy examples move scores (examples.py)
         self.batcher = MicroBatcher(self._forward, options.max_batch, options.max_wait_ms / 1000)
 
     def warm(self, policies: tuple[Policy, ...]) -> None:
@@ -92,20 +147,25 @@ class EmbeddedGuard:
         if texts:
             feats = self.encoder.embed(texts, max_tokens=POLICY_KEY[1])
             self._policy_cache.update({t: f[:DIM].clone() for t, f in zip(texts, feats)})
-        self.encoder.embed(["warm-up"], max_tokens=self.options.max_tokens)
+        self.encoder.embed(["warm-up"], max_tokens=self.max_tokens)
 
     # ---- worker-thread side -------------------------------------------------------------
     def _forward(self, texts: list[str], key) -> tuple[list[torch.Tensor], list[bool]]:
-        _, max_tokens, max_windows = key
+        kind, max_tokens, max_windows = key
+        if not texts:
+            return [], []
         with torch.inference_mode():
-            enc = self.encoder.tokenize(texts, max_tokens=max_tokens, max_windows=max_windows)
+            enc = self.encoder.tokenize(
+                texts, max_tokens=max_tokens, max_windows=max_windows, sentences=kind == "content" and self.options.sentences
+            )
             feats = self.encoder.features(enc)
         per_text: list[list[int]] = [[] for _ in texts]
         for row, owner in enumerate(enc.owner):
             per_text[owner].append(row)
         return [feats[rows] for rows in per_text], list(enc.truncated)
 
-    def _score(self, content: list[torch.Tensor], context: torch.Tensor | None, policies: torch.Tensor) -> torch.Tensor:
+    def _score(self, content: list[torch.Tensor], context: torch.Tensor | None, policies: torch.Tensor,
+               ex: ExampleSet | None = None) -> torch.Tensor:
         """Max over windows and turns of calibrated probabilities: -> [P]."""
         windows = torch.cat(content)
         n = windows.shape[0]
@@ -113,8 +173,10 @@ class EmbeddedGuard:
         has = torch.full((n,), 1.0 if context is not None else 0.0)
         with torch.inference_mode():
             logits = self.head.grid(windows, ctx, has, policies)
-        probs = torch.sigmoid(logits / self.meta.temperature + self.meta.bias)
-        return probs.max(0).values
+        z = logits / self.meta.temperature + self.meta.bias
+        if ex is not None:
+            z = z + ex.shift(windows)
+        return torch.sigmoid(z).max(0).values
 
     # ---- event-loop side ----------------------------------------------------------------
     async def policy_embeddings(self, policies: tuple[Policy, ...], version: str) -> torch.Tensor:
@@ -139,45 +201,60 @@ class EmbeddedGuard:
         if not policies:
             return verdict
         direction = request.direction
-        judged = [clean_text(t.text) for t in request.judged]
-        truncated = False
-        if direction is Direction.INPUT and len(judged) > self.options.max_turns:
-            judged, truncated = judged[-self.options.max_turns :], True
-        cut = []
-        for text in judged:
-            if len(text) > self.max_chars:
-                text, truncated = text[: self.max_chars], True
-            cut.append(text)
-        texts = [t for t in cut if t.strip()]
-        threshold = self.meta.thresholds.get(direction.value, 0.5)
+        judged = [t for t in (clean_text(t.text) for t in request.judged) if t.strip()]
+        texts, truncated = read_budget(judged, self.options.max_chars)
         if not texts:  # nothing to judge: not a violation, and say so with score 0
             verdict.results = {p.id: PolicyResult(p.id, False, 0.0) for p in policies}
+            verdict.truncated = truncated
             verdict.latency_ms = (time.perf_counter() - started) * 1000
             return verdict
-        context = clean_text(request.context)[: self.options.max_tokens * 8] if direction is Direction.OUTPUT else ""
+        context = clean_text(request.context) if direction is Direction.OUTPUT else ""
         try:
             pol = await self.policy_embeddings(policies, request.policy_version)
-            n_content = len(texts)
-
-            def finish(feats: list[torch.Tensor], cut_flags: list[bool]):
-                ctx = feats[n_content][:1] if context.strip() else None
-                return self._score(feats[:n_content], ctx, pol), any(cut_flags[:n_content])
-
-            batch = texts + ([context] if context.strip() else [])
-            key = ("content", self.options.max_tokens, self.options.max_windows)
-            probs, windows_cut = await self.batcher.submit(batch, key, finish)
+            ex = await self.examples.for_policies(policies, request.policy_version, self._embed_examples)
+            probs = await self._probs(texts, context if context.strip() else None, pol, ex)
         except GuardFailure:
             raise
         except Exception as exc:
             raise GuardFailure(f"embedded guard failed: {type(exc).__name__}: {exc}") from exc
+        threshold = self.meta.thresholds.get(direction.value, 0.5)
         results = {}
         for policy, prob in zip(policies, probs.tolist()):
             limit = policy.threshold if policy.threshold is not None else threshold
             results[policy.id] = PolicyResult(policy.id, prob >= limit, round(prob, 4))
-        verdict.results = results
-        verdict.truncated = truncated or windows_cut
+        verdict.results = ranked(results)  # highest score first: violated[0] is the best match
+        verdict.truncated = truncated
         verdict.latency_ms = (time.perf_counter() - started) * 1000
         return verdict
+
+    async def _embed_examples(self, texts: list[str]) -> list[torch.Tensor]:
+        return await self.batcher.submit(texts, POLICY_KEY, lambda f, _t: [x[0, :DIM].clone() for x in f])
+
+    async def _probs(self, texts: list[str], context: str | None, pol: torch.Tensor, ex: ExampleSet | None = None) -> torch.Tensor:
+        """Per-policy probabilities; only turns missing from the cache go through the encoder."""
+        keys = [TurnCache.key("turn", t) for t in texts]
+        if context is not None:
+            # the user turn judged on the way in already holds the context's first window
+            whole = self.turns.get(TurnCache.key("turn", context))
+            texts, keys = [*texts, context[:CONTEXT_CHARS]], [*keys, TurnCache.key("ctx", context)]
+        have = [self.turns.get(k) for k in keys]
+        if context is not None and have[-1] is None and whole is not None:
+            have[-1] = whole[:1]
+        missing = [i for i, f in enumerate(have) if f is None]
+        n_content = len(texts) - (context is not None)
+
+        def finish(feats: list[torch.Tensor], _cut: list[bool]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+            full = list(have)
+            for i, f in zip(missing, feats):
+                full[i] = f
+            ctx = full[n_content][:1] if context is not None else None
+            return self._score(full[:n_content], ctx, pol, ex), feats  # type: ignore[arg-type]
+
+        key = ("content", self.max_tokens, None)
+        probs, new = await self.batcher.submit([texts[i] for i in missing], key, finish)
+        for i, feats in zip(missing, new):
+            self.turns.put(keys[i], feats[:1] if i >= n_content else feats)
+        return probs
 
     async def aclose(self) -> None:
         self.batcher.close()

@@ -66,6 +66,7 @@ class HeadMeta:
     thresholds: dict[str, float] = field(default_factory=lambda: {"input": 0.5, "output": 0.5})
     max_tokens: int = 128
     hidden: int = 256
+    examples: dict = field(default_factory=dict)  # the examples term (guard/embedded/examples.py)
     info: dict = field(default_factory=dict)
 
     def to_json(self) -> str:
@@ -83,6 +84,12 @@ def save(head: PolicyHead, meta: HeadMeta, out: Path) -> None:
     state = {k: v.detach().contiguous().to(torch.float16) for k, v in head.state_dict().items()}
     save_file(state, str(out / "head.safetensors"))
     (out / "meta.json").write_text(meta.to_json() + "\n")
+
+
+def overlay_path(path: Path = WEIGHTS_DIR) -> Path | None:
+    """The fine-tuned encoder layers shipped beside the head, if any."""
+    p = Path(path) / "encoder.safetensors"
+    return p if p.exists() else None
 
 
 def load(path: Path = WEIGHTS_DIR) -> tuple[PolicyHead, HeadMeta]:

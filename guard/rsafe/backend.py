@@ -35,9 +35,9 @@ import time
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from guard.errors import GuardConfigError, GuardFailure
+from guard.errors import GuardConfigError, GuardFailure, validate_options
 from guard.policies import Policy, PolicySet
 from guard.rsafe.engines import Engine, Prompt
 from guard.rsafe.parse import parse_output
@@ -80,11 +80,7 @@ def parse_options(options: Mapping[str, Any]) -> RSafeOptions:
     data = dict(options)
     if "urls" in data:
         data["url"] = tuple(data.get("url") or ()) + tuple(data.pop("urls") or ())
-    try:
-        return RSafeOptions.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise GuardConfigError(f"rsafe guard options: {problems}") from exc
+    return validate_options(RSafeOptions, data, "rsafe guard options")
 
 
 class RSafeGuard:
