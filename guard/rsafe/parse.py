@@ -19,13 +19,29 @@ The rules, in order:
    says so. Two boxes after `</think>` that disagree are an error.
 4. The label must be `safe` or `unsafe` (case, spaces, `\\text{}` and trailing
    punctuation are forgiven); anything else is an error.
-5. Violated ids come from a `Violated: S2, S9` line after the box.
-   - unsafe and the line names known ids: those ids;
-   - unsafe without the line (a model trained on the paper's format), or naming
-     only unknown ids: every active policy (`policy_ids`) is violated. Failing
-     wide is the closed choice: the gateway then applies every policy's action;
-   - safe with `Violated: none` or no line: no ids; safe while naming known
-     ids is a contradiction, hence an error.
+5. Violated ids come only from the model's own answer line, read in the
+   structure `prompt.render_answer` teaches: `\\boxed{unsafe}`, then
+   `Violated: S2, S9` as the next non-blank line (or the rest of the box's
+   line) *and the last line of the output*. The line must start with the word
+   (markdown emphasis forgiven): a `| `-fenced or `>`-quoted line is quoted
+   content, never the answer. It is trusted only when it is that last line, no
+   other `Violated:` line (fenced or not) appears anywhere after `</think>`,
+   and every id it names is an active policy. Lines are split the way
+   `str.splitlines()` splits (every Unicode line break), like the fence does.
+   - unsafe with a trusted line: those ids;
+   - unsafe otherwise (no line: a model trained on the paper's format; a line
+     that is not last, i.e. the model went on writing, e.g. quoting the
+     conversation; a second Violated line; an unknown id; `none`): the ids
+     cannot be trusted, so **every** active policy (`policy_ids`, the
+     policies judged in this model call) is violated. Failing wide is the closed choice: the pipeline then applies
+     every policy's action, block > rewrite > flag, i.e. the strictest active
+     policy's, and content that plants `Violated: <a flag policy>` for the
+     model to quote can only make the decision stricter, never weaker;
+   - safe with `Violated: none` or no line: no ids; safe while any Violated
+     line after `</think>` (the answer line or a quoted one) names something
+     other than none is a contradiction, hence an error.
+   With no `policy_ids` (reward and eval callers that judge without a policy
+   set) the trusted line's ids are returned as written.
 
 `format_ok` and `boxed_answer` are the reward-side views (RSafe: format is 1
 when the whole output matches `<think>.*</think>.*\\boxed{.*}`), pure and cheap,
@@ -44,9 +60,15 @@ from guard.errors import GuardFailure
 _FORMAT = re.compile(r"<think>.*</think>.*\\boxed\{.*\}.*", re.DOTALL)
 _BOX_START = re.compile(r"\\boxed\s*\{")
 _WRAPPER = re.compile(r"^\\(?:text|textbf|mathrm|mathbf|texttt)\s*\{(.*)\}$", re.DOTALL)
-_VIOLATED = re.compile(r"^[\s>*_`|-]*violated(?:\s+(?:policies|categories))?\s*[:=]\s*(.*)$", re.IGNORECASE | re.MULTILINE)
+# A line that mentions a Violated list at its start, behind any quoting or markup
+# (`| ` fences, `>` quotes, bullets, emphasis): used to spot every such line.
+_VIOLATED_ANY = re.compile(r"[\W_]*+violated(?:\s+(?:policies|categories))?[^\w:=]*+[:=]\s*(.*)", re.IGNORECASE | re.DOTALL)
+# The model's own answer line: only whitespace and markdown emphasis may precede the word.
+_ANSWER_LINE = re.compile(r"[\s*_`]*+violated(?:\s+(?:policies|categories))?[\s*_`]*+[:=]\s*(.*)", re.IGNORECASE | re.DOTALL)
 _ID_TOKEN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_ID_SPLIT = re.compile(r"(?:[,;\s]|\band\b|&)+", re.IGNORECASE)
 _NONE_WORDS = {"none", "n/a", "na", "nothing", "-", ""}
+_BLANK_REST = " \t.,;:!*_`$)]\\"  # may follow the box on its line (`$\\boxed{x}$.`) and still be "nothing"
 
 Label = Literal["safe", "unsafe"]
 
@@ -139,26 +161,71 @@ def parse_output(
     if any(other != label for other in labels[:-1]):
         raise GuardFailure("guard answer gives two different verdicts")
 
-    named = _violated_ids(region[boxes[-1][1] :], policy_ids)
+    answer, others = _violated_lines(region, boxes[-1][1])
     if label == "safe":
-        if named:
-            raise GuardFailure(f"guard answer says safe but names violated policies {', '.join(named)}")
+        for raw in ([answer] if answer is not None else []) + others:
+            if _names_policies(raw, policy_ids):
+                raise GuardFailure(f"guard answer says safe but names violated policies {raw.strip()[:40]!r}")
         return ParsedOutput("safe", (), reasoning)
+    named = _trusted_ids(answer, others, policy_ids)
     return ParsedOutput("unsafe", named or tuple(policy_ids), reasoning)
 
 
-def _violated_ids(tail: str, policy_ids: Sequence[str]) -> tuple[str, ...]:
-    """Known ids named on the first `Violated:` line after the box (in answer order, unique)."""
-    m = _VIOLATED.search(tail)
-    if not m:
-        return ()
-    raw = m.group(1).strip().strip(".")
-    if raw.lower() in _NONE_WORDS:
+def _violated_lines(region: str, box_end: int) -> tuple[str | None, list[str]]:
+    """(the answer line's id list, or None; the id lists of every other Violated line in the region).
+
+    The answer line is the first non-blank text after the final box (the rest of
+    the box's line, else the next non-blank line). It counts only if it starts
+    with the word itself and nothing but blank lines follows it.
+    """
+    lines = region.splitlines()
+    box_idx = len(region[:box_end].splitlines()) - 1  # region[:box_end] ends with the box's "}"
+    tail_lines = region[box_end:].splitlines()
+    rest = tail_lines[0] if tail_lines else ""
+    if rest.strip(_BLANK_REST):
+        idx, text = box_idx, rest
+    else:
+        idx = next((i for i in range(box_idx + 1, len(lines)) if lines[i].strip()), None)
+        text = lines[idx] if idx is not None else ""
+    answer = None
+    if idx is not None and not any(ln.strip() for ln in lines[idx + 1 :]):
+        m = _ANSWER_LINE.match(text)
+        answer = m.group(1) if m else None
+    scan = list(lines)
+    if answer is not None:
+        if idx == box_idx:  # the answer shares the box's line: still read what precedes the box
+            scan[idx] = lines[idx][: len(lines[idx]) - len(rest)]
+        else:
+            scan[idx] = ""
+    others = [m.group(1) for ln in scan if (m := _VIOLATED_ANY.match(ln))]
+    return answer, others
+
+
+def _tokens(raw: str) -> list[str]:
+    """The ids a Violated list names, as written; [] for `none` and the like."""
+    s = raw.strip().strip("*_`").strip().rstrip(".").strip()
+    if s.lower() in _NONE_WORDS:
+        return []
+    return [t for t in (t.strip("*_`'\"()[]") for t in _ID_SPLIT.split(s)) if t]
+
+
+def _names_policies(raw: str, policy_ids: Sequence[str]) -> bool:
+    """Whether a Violated list on a safe verdict contradicts it: a known id, or anything not led by `none`."""
+    tokens = _tokens(raw)
+    known = {pid.lower() for pid in policy_ids}
+    return bool(tokens) and (tokens[0].lower() not in _NONE_WORDS or any(t.lower() in known for t in tokens))
+
+
+def _trusted_ids(answer: str | None, others: list[str], policy_ids: Sequence[str]) -> tuple[str, ...]:
+    """The answer line's ids when it can be trusted, else () (the caller then fails wide)."""
+    if answer is None or others:
         return ()
     by_lower = {pid.lower(): pid for pid in policy_ids}
     out: list[str] = []
-    for token in _ID_TOKEN.findall(raw):
-        pid = token if not policy_ids else by_lower.get(token.lower())
-        if pid and pid not in out:
+    for token in _tokens(answer):
+        pid = by_lower.get(token.lower()) if policy_ids else (token if _ID_TOKEN.fullmatch(token) else None)
+        if pid is None:
+            return ()  # an unknown id: the line is not an answer we can read
+        if pid not in out:
             out.append(pid)
     return tuple(out)

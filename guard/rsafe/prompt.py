@@ -26,20 +26,26 @@ produces something `parse.parse_output` reads (see its docstring).
 The conversation is untrusted. `fence()` rewrites the few character sequences
 that carry structure in this prompt or in the answer format, so content cannot
 close the conversation block, open or close a think block, write a box, or
-start a fake turn. The rewrite keeps the text readable to the model (look-alike
-characters), and the parser never reads the prompt anyway: only the model's
-own final answer counts.
+start a fake turn or a fake Violated line. A "line" is whatever Python's
+`str.splitlines()` ends a line at (`\\n`, `\\r`, `\\r\\n`, `\\v`, `\\f`,
+U+001C-U+001E, U+0085, U+2028, U+2029): a model may read any of them as a line
+break. The rewrite keeps the text readable to the model (look-alike characters,
+a `| ` quote mark), and the parser never reads the prompt anyway: only the
+model's own final answer counts (see `parse.py`, which also never takes a
+`| `-fenced line as the answer).
 """
 
 from __future__ import annotations
 
 import re
+import string
+import unicodedata
 from collections.abc import Iterable, Sequence
 
 from guard.policies import Direction
 from guard.verdict import CheckRequest
 
-TEMPLATE_VERSION = "rsafe-prompt-v1"
+TEMPLATE_VERSION = "rsafe-prompt-v2"  # v2: the fence covers every Unicode line break
 
 PREAMBLE = (
     "You are a policy expert trying to help determine whether a conversation is in violation "
@@ -74,7 +80,52 @@ ROLE_LABELS = {"user": "User", "assistant": "Agent", "tool": "Tool"}
 # Sequences that carry structure, and their look-alike replacements.
 _ANGLE = str.maketrans({"<": "\uff1c", ">": "\uff1e"})  # fullwidth < >
 _BOXED = re.compile(r"\\(\s*)(boxed|fbox)", re.IGNORECASE)
-_ROLE_LINE = re.compile(r"^(\s*)(user|agent|assistant|system|tool|violated)(\s*:)", re.IGNORECASE | re.MULTILINE)
+# Everything `str.splitlines()` ends a line at (`\r\n` is `\r` then `\n`).
+_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+# Compatibility look-alikes (fullwidth, mathematical, enclosed, small and vertical
+# forms...) of the characters that spell a turn or a Violated line: NFKC maps
+# them to the ASCII character, and a model may well read them as that character.
+_COMPAT_BLOCKS = ((0x00A0, 0x0100), (0x1D2C, 0x1D6B), (0x2070, 0x20A0), (0x2100, 0x2150), (0x2460, 0x2500),
+                  (0xFE10, 0xFE20), (0xFE50, 0xFE70), (0xFF00, 0xFFF0), (0x1D400, 0x1D800), (0x1F100, 0x1F200))
+
+
+def _fold_table() -> dict[int, str]:
+    """Capitals and look-alikes of ASCII letters, `:`, `=` -> the lowercase ASCII character; `_` -> space."""
+    table = {ord("_"): " ", **{ord(c): c.lower() for c in string.ascii_uppercase}}
+    for lo, hi in _COMPAT_BLOCKS:
+        for ch in map(chr, range(lo, hi)):
+            norm = unicodedata.normalize("NFKC", ch).casefold()
+            if len(norm) == 1 and norm.isascii() and (norm.isalpha() or norm in ":="):
+                table[ord(ch)] = norm
+    return table
+
+
+_FOLD = _fold_table()
+_BR = re.escape(_BREAKS)
+# On the probe (see `_probe`): a line whose first word, behind any spaces,
+# invisible characters, markup or punctuation other than the fence's own `|`
+# (never across a break), is a speaker and `:`, or the Violated word (optionally
+# "policies"/"categories") and `:` or `=`.
+_TURN_LINE = re.compile(
+    rf"[^\w|{_BR}]*+(?:(?:user|agent|assistant|system|developer|human|tool|ai|bot|model)[^\w|:{_BR}]*+:"
+    rf"|violated(?:[^\S{_BR}]+(?:policies|categories))?[^\w|:={_BR}]*+[:=])"
+)
+# The same right after a break: a pattern that starts with a character class
+# lets the scan skip to the next break instead of trying every position.
+_AFTER_BREAK = re.compile(rf"[{_BR}](?:{_TURN_LINE.pattern})")
+
+
+def _probe(text: str) -> str:
+    """`text` lowercased, look-alikes folded to ASCII, `_` as a space: same length, for finding turn lines.
+
+    NFKC-normalized text holds no look-alike (checking is a fast C scan), so
+    `lower()` is enough there unless it changes the length (U+0130); otherwise
+    a per-character translation (slower)."""
+    if text.isascii() or unicodedata.is_normalized("NFKC", text):
+        probe = text.lower()
+        if len(probe) == len(text):
+            return probe.replace("_", " ")
+    return text.translate(_FOLD)
 
 
 def fence(text: str) -> str:
@@ -84,15 +135,21 @@ def fence(text: str) -> str:
       `<think>` or any other tag can be spelled by the content.
     - `\\boxed` / `\\fbox` lose their backslash (replaced by a fullwidth one).
     - A line that starts like a turn (`Agent:`, `User:`) or the violated line is
-      quoted with `| ` so it cannot pose as a new turn or as the answer.
+      quoted with `| ` so it cannot pose as a new turn or as the answer. Lines
+      end at every break `str.splitlines()` knows, not only `\\n`; the breaks
+      themselves are kept.
     """
     text = text.translate(_ANGLE)
     text = _BOXED.sub("\uff3c\\1\\2", text)
-    return _ROLE_LINE.sub(r"\1| \2\3", text)
+    probe = _probe(text)  # same length: its positions are the text's
+    cuts = ([0] if _TURN_LINE.match(probe) else []) + [m.start() + 1 for m in _AFTER_BREAK.finditer(probe)]
+    if not cuts:
+        return text
+    return "| ".join(text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True))
 
 
 def _indent_rest(text: str) -> str:
-    return text.strip().replace("\n", "\n    ")
+    return "\n    ".join(text.strip().splitlines())
 
 
 def render(
