@@ -95,6 +95,17 @@ class BlockLog:
             event["content"] = content
         self._log.info("decision", **event)
 
+    def stream_cut(self, *, request_id: str, route: str, model: str | None, key_id: str | None, error: str,
+                   policy_version: str) -> None:
+        """The upstream stream stopped before it was complete (no guard decision: `decision: error`,
+        `decided_by: upstream`, `event: upstream_stream_cut`); the same keys as a decision line."""
+        self._log.info(
+            "upstream_stream_cut", request_id=request_id, route=route, key_id=key_id, model=model,
+            direction="output", decision="error", action="error", policies=[], outcomes=[], checked=[],
+            fail_open=[], guard=None, decided_by="upstream", latency_ms=0.0, error=error, truncated=False,
+            cached=False, policy_version=policy_version,
+        )
+
     def close(self) -> None:
         self._listener.stop()
         self._handler.close()

@@ -6,10 +6,12 @@
     ├── Unauthorized        401  invalid_api_key
     ├── NotFound            404  not_found
     ├── MethodNotAllowed    405
+    ├── RequestTimeout      408  request_timeout      (the body did not arrive in time)
     ├── PayloadTooLarge     413
     ├── RateLimited         429  rate_limit_exceeded, Retry-After  (wrong admin keys)
     ├── ClientGone          499  client_disconnected  (nobody reads it; counted in metrics)
     ├── UpstreamError       502  upstream_error       (refused, 5xx, unreadable reply)
+    │   └── UpstreamStreamCut  upstream_stream_cut  (a stream ended early: sent in-band)
     └── UpstreamTimeout     504  upstream_timeout
 
 Lower-level errors (aiohttp, JSON, litellm) are translated to these at one boundary
@@ -118,11 +120,34 @@ class UpstreamStatusError(GatewayError):
 
     type = "upstream_error"
 
-    def __init__(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+    def __init__(self, status: int, body: bytes, content_type: str = "application/json",
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(f"upstream returned HTTP {status}")
         self.status = status
-        self.raw = body
+        self.raw = body  # already scrubbed of the gateway's secrets (gateway/upstream_relay.py)
         self.content_type = content_type
+        self.relayed = headers or {}  # Retry-After, retry-after-ms, x-ratelimit-*
+
+    def headers(self) -> dict[str, str]:
+        return dict(self.relayed)
 
     def response(self, extra_headers: dict[str, str] | None = None) -> Response:
-        return Response(self.raw, self.status, extra_headers or {}, media_type=self.content_type)
+        return Response(self.raw, self.status, {**self.relayed, **(extra_headers or {})}, media_type=self.content_type)
+
+
+class RequestTimeout(GatewayError):
+    """The client declared a body it did not send in time (`body_read_timeout_s`)."""
+
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+
+    def headers(self) -> dict[str, str]:
+        return {"connection": "close"}  # the rest of the body is never read
+
+
+class UpstreamStreamCut(UpstreamError):
+    """The upstream stream stopped before it was complete (no `[DONE]`/finish reason, no Responses
+    terminal event, or a broken connection). Headers are out by then: it is sent as an SSE error event."""
+
+    code = "upstream_stream_cut"

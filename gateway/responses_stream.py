@@ -10,6 +10,11 @@ fresh `sequence_number`, because held deltas are merged.
 A block ends the stream the way the Responses API reports content filtering: a
 `response.incomplete` event whose response has `status: "incomplete"` and
 `incomplete_details.reason == "content_filter"`; the upstream is then closed.
+
+A stream that stops before a terminal event (`response.completed`, `.incomplete`, `.failed`,
+`error`), or breaks, was cut: held text gets its final check, what passes is released, and the
+stream ends with an `error` event (the openai SDK raises `APIError`), or `response.incomplete`
+if the held text was blocked.
 """
 
 from __future__ import annotations
@@ -19,25 +24,29 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from gateway.apis import block_response
+from gateway.errors import GatewayError
 from gateway.pipeline import Decision
-from gateway.streaming import CheckFn, Window, drive, sse_named
+from gateway.streaming import TERMINAL_EVENTS, CheckFn, CutFn, Window, cut_error, drive, responses_error, sse_named
 from guard.policies import StreamSettings
 
 Key = tuple[int, int]
 
 
 class ResponsesStream:
-    def __init__(self, settings: StreamSettings, check: CheckFn, holdback: Any = None) -> None:
+    def __init__(self, settings: StreamSettings, check: CheckFn, holdback: Any = None, on_cut: CutFn | None = None) -> None:
         self.settings = settings
         self.check = check
         self.holdback = holdback
+        self.on_cut = on_cut
         self.windows: dict[Key, Window] = {}
+        self.templates: dict[Key, dict[str, Any]] = {}  # the last delta event per text part
         self.released: dict[Key, str] = {}  # what the client has been sent, per text part
         self.args: dict[int, str] = {}  # released function-call arguments, per output index
         self.pending_args: dict[int, str] = {}
         self.response: dict[str, Any] = {}
         self.seq = 0
         self.ended = False
+        self.terminal = False  # the upstream sent a terminal event
 
     def _emit(self, event: dict[str, Any]) -> bytes:
         event = {**event, "sequence_number": self.seq}
@@ -62,14 +71,34 @@ class ResponsesStream:
         return self._emit({"type": "response.incomplete", "response": response})
 
     def run(self, events: AsyncIterator[Any]) -> AsyncIterator[bytes]:
-        return drive(events, self._on_event, lambda: self.ended)
+        return drive(events, self._on_event, lambda: self.ended, on_end=self._on_end)
+
+    async def _on_end(self, done: bool, error: GatewayError | None) -> list[bytes]:
+        if error is None and self.terminal:
+            return []
+        out: list[bytes] = []
+        for key, window in self.windows.items():
+            released, blocked, _ = await window.finish()
+            if blocked is not None:
+                out.append(self._blocked(blocked))
+                break
+            if released:
+                out.append(self._delta(self.templates.get(key, {"output_index": key[0], "content_index": key[1]}), released))
+        error = cut_error(error)
+        if self.on_cut is not None:
+            self.on_cut(error)
+        if self.ended:
+            return out  # the held text was blocked: response.incomplete ends the stream
+        return [*out, self._emit(responses_error(error, self.seq))]
 
     async def _on_event(self, event: dict[str, Any]) -> list[bytes]:
         kind = event.get("type", "")
+        self.terminal = self.terminal or kind in TERMINAL_EVENTS
         if isinstance(event.get("response"), dict):
             self.response = event["response"]
         key = (event.get("output_index", 0), event.get("content_index", 0))
         if kind == "response.output_text.delta":
+            self.templates[key] = event
             released, blocked = await self._window(key).feed(event.get("delta") or "")
             out = [self._delta(event, released)] if released else []
             return out + ([self._blocked(blocked)] if blocked else [])

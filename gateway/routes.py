@@ -13,7 +13,7 @@ import structlog
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from gateway.errors import BadRequest, ClientGone, GatewayError, PayloadTooLarge, Unauthorized
+from gateway.errors import BadRequest, ClientGone, GatewayError, PayloadTooLarge, RequestTimeout, Unauthorized
 from gateway.service import Gateway, RequestContext
 from gateway.streaming import sse
 
@@ -44,17 +44,28 @@ def context(request: Request, route: str) -> RequestContext:
     return RequestContext(request.state.request_id, route, key_id=key_id, client_auth=auth)
 
 
-async def read_json(request: Request, limit: int) -> tuple[Any, bytes]:
+async def read_json(request: Request, limit: int, timeout_s: float | None = None) -> tuple[Any, bytes]:
+    """The body as JSON (and its bytes): at most `limit` bytes, all of it within `timeout_s`
+    (else 408: a client that declares more than it sends must not hold a connection)."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"the request body is over the {limit}-byte limit")
-    chunks, size = [], 0
-    try:
+    chunks: list[bytes] = []
+
+    async def read() -> None:
+        size = 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
                 raise PayloadTooLarge(f"the request body is over the {limit}-byte limit")
             chunks.append(chunk)
+
+    try:
+        await asyncio.wait_for(read(), timeout_s)
+    except asyncio.TimeoutError as exc:
+        got = sum(map(len, chunks))
+        raise RequestTimeout(f"the request body did not arrive within {timeout_s:g} s "
+                             f"({got} of {declared or 'an unknown number of'} bytes)") from exc
     except ClientDisconnect as exc:
         raise BadRequest("the client went away while sending the request") from exc
     raw = b"".join(chunks)
@@ -70,7 +81,7 @@ def moderated(api: Any) -> Callable[[Request], Awaitable[Response]]:
     async def handler(request: Request) -> Response:
         gw = gateway_of(request)
         ctx = context(request, api.name)
-        body, raw = await read_json(request, gw.settings.max_body_bytes)
+        body, raw = await read_json(request, gw.settings.max_body_bytes, gw.settings.body_read_timeout_s)
         result, headers = await until_disconnect(request, gw.handle(ctx, api, body, raw))
         if isinstance(result, dict):
             return _json(result, headers)
@@ -107,7 +118,7 @@ async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
 async def moderations(request: Request) -> Response:
     gw = gateway_of(request)
     ctx = context(request, "moderations")
-    body, _ = await read_json(request, gw.settings.max_body_bytes)
+    body, _ = await read_json(request, gw.settings.max_body_bytes, gw.settings.body_read_timeout_s)
     return _json(await until_disconnect(request, gw.moderations(ctx, body)))
 
 

@@ -246,12 +246,22 @@ class Gateway:
             self.metrics.stream_windows.inc()
             return await self.moderate(ctx, Direction.OUTPUT, context + (Turn("assistant", text),), pieces)
 
+        def cut(error: GatewayError) -> None:
+            self.stream_cut(ctx, error)
+
         if not self.policies.active(Direction.OUTPUT, ctx.model, ctx.key_id):
-            return passthrough(events, named=kind == "responses")
+            return passthrough(events, named=kind == "responses", on_cut=cut)
         settings = self.policies.settings.stream
         if kind == "responses":
-            return ResponsesStream(settings, check, self.metrics.holdback).run(events)
-        return ChatStream(settings, check, kind, self.metrics.holdback).run(events)
+            return ResponsesStream(settings, check, self.metrics.holdback, on_cut=cut).run(events)
+        return ChatStream(settings, check, kind, self.metrics.holdback, on_cut=cut).run(events)
+
+    def stream_cut(self, ctx: RequestContext, error: GatewayError) -> None:
+        """The upstream stream stopped early or broke: counted, logged, and one block-log line."""
+        self.metrics.upstream_errors.labels(error.code or "error").inc()
+        log.warning("upstream_stream_cut", request_id=ctx.request_id, route=ctx.route, error=error.message)
+        self.blocklog.stream_cut(request_id=ctx.request_id, route=ctx.route, model=ctx.model, key_id=ctx.key_id,
+                                 error=f"{error.code}: {error.message}", policy_version=self.policies.version)
 
 
 

@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     max_body_bytes: int = 4 * 1024 * 1024
+    # A client that declares more body than it sends gets a 408 after this long (a deadline for the whole body).
+    body_read_timeout_s: float = Field(default=30.0, gt=0)
     # `rsafe guard serve`: only /v1/moderations and the health/metrics routes (no upstream).
     guard_only: bool = False
     gateway_keys: list[GatewayKey] = []

@@ -17,6 +17,12 @@ Modes (policies.yaml `settings.stream.mode`):
 `Window` is the mechanism, one per moderated text stream (a chat choice, a
 completions choice, a Responses output part). `ChatStream` applies it to chat and
 legacy completions chunks; `gateway/responses_stream.py` to Responses API events.
+
+A cut upstream stream (it stopped before every choice had its finish reason, or it broke) is
+never passed off as complete: what is held back gets its final check, what passes is released,
+and the stream ends with an OpenAI-shaped error event (`{"error": {...}}`, which the openai SDK
+raises as `APIError`), or with `content_filter` if the final check blocks what was held;
+`on_cut(error)` is told either way (the service logs it to the block log).
 """
 
 from __future__ import annotations
@@ -28,18 +34,26 @@ from typing import Any
 
 import orjson
 
+from gateway.errors import GatewayError, UpstreamStreamCut
 from gateway.pipeline import Decision
 from gateway.upstream import DONE
 from guard.policies import StreamSettings
 
 # check(text_under_judgement, pieces) -> Decision ; the caller binds policies, context and logging.
 CheckFn = Callable[[str, list[str]], Awaitable[Decision]]
+# on_cut(error): the upstream stream was cut (the caller logs it).
+CutFn = Callable[[GatewayError], None]
 
 DONE_LINE = b"data: [DONE]\n\n"
 
 
 def sse(event: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(event) + b"\n\n"
+
+
+def cut_error(error: GatewayError | None) -> GatewayError:
+    """What a cut stream is reported as: the error it broke with, or that it just stopped."""
+    return error or UpstreamStreamCut("the upstream stream ended before the reply was complete")
 
 
 class Window:
@@ -140,11 +154,13 @@ class ChatStream:
     that way the upstream is closed and `data: [DONE]` is sent.
     """
 
-    def __init__(self, settings: StreamSettings, check: CheckFn, kind: str = "chat", holdback: Any = None) -> None:
+    def __init__(self, settings: StreamSettings, check: CheckFn, kind: str = "chat", holdback: Any = None,
+                 on_cut: CutFn | None = None) -> None:
         self.settings = settings
         self.check = check
         self.kind = kind
         self.holdback = holdback
+        self.on_cut = on_cut
         self.choices: dict[int, _Choice] = {}
         self.template: dict[str, Any] = {}
         self.cut = False
@@ -169,7 +185,29 @@ class ChatStream:
 
     def run(self, events: AsyncIterator[Any]) -> AsyncIterator[bytes]:
         # every choice ended by a block: close the upstream now
-        return drive(events, self._on_event, lambda: self.cut and all(c.ended for c in self.choices.values()), DONE_LINE)
+        return drive(events, self._on_event, lambda: self.cut and all(c.ended for c in self.choices.values()), DONE_LINE,
+                     self._on_end)
+
+    async def _on_end(self, done: bool, error: GatewayError | None) -> list[bytes]:
+        """Complete: every choice finished (with `[DONE]`, or without it when nothing is missing).
+        Cut: held text gets its final check and what passes goes out (an unfinished tool call
+        never does: it could be executed half-written), then the error event."""
+        open_choices = [c for c in self.choices.values() if not c.ended]
+        if error is None and not open_choices and (done or self.choices):
+            return [DONE_LINE]
+        out: list[bytes] = []
+        for state in open_choices:
+            released, blocked, _ = await state.window.finish()
+            if blocked is not None:
+                out.append(self._end(state, blocked))
+            elif released:
+                out.append(self._chunk(state.index, released))
+        error = cut_error(error)
+        if self.on_cut is not None:
+            self.on_cut(error)
+        if open_choices and all(c.ended for c in open_choices):
+            return [*out, DONE_LINE]  # what was left was blocked: that is how those choices end
+        return [*out, sse(error.body()), DONE_LINE]
 
     async def _on_event(self, event: dict[str, Any]) -> list[bytes]:
         for key in ("id", "object", "created", "model", "system_fingerprint"):
@@ -241,23 +279,46 @@ def sse_named(event: dict[str, Any]) -> bytes:
     return b"event: " + str(event.get("type", "message")).encode() + b"\n" + sse(event)
 
 
+EndFn = Callable[[bool, GatewayError | None], Awaitable[list[bytes]]]
+
+
 async def drive(
     events: AsyncIterator[Any],
     on_event: Callable[[dict[str, Any]], Awaitable[list[bytes]]],
     finished: Callable[[], bool] = lambda: False,
     tail: bytes | None = None,
+    on_end: EndFn | None = None,
 ) -> AsyncIterator[bytes]:
-    """Pump upstream events through `on_event` until the upstream ends or `finished()`;
-    the upstream stream is closed however this ends (block, client gone, error)."""
+    """Pump upstream events through `on_event` until the upstream stops or `finished()` (a block
+    ended the stream: `tail` follows). When the upstream stops on its own, `on_end(done, error)`
+    writes the end: `done` says it sent `[DONE]`, `error` is the `GatewayError` it broke with.
+    The upstream stream is closed however this ends (block, client gone, error)."""
     try:
-        async for event in events:
+        iterator = aiter(events)
+        done, error = False, None
+        while True:
+            try:
+                event = await anext(iterator)
+            except StopAsyncIteration:
+                break
+            except GatewayError as exc:
+                if on_end is None:
+                    raise
+                error = exc
+                break
             if event is DONE:
+                done = True
                 break
             for out in await on_event(event):
                 yield out
             if finished():
-                break
-        if tail is not None:
+                if tail is not None:
+                    yield tail
+                return
+        if on_end is not None:
+            for out in await on_end(done, error):
+                yield out
+        elif tail is not None:
             yield tail
     finally:
         close = getattr(events, "aclose", None)
@@ -265,11 +326,61 @@ async def drive(
             await close()
 
 
-def passthrough(events: AsyncIterator[Any], named: bool = False) -> AsyncIterator[bytes]:
-    """No output policy in force: relay the upstream's events as they come."""
-    encode = sse_named if named else sse
+class Relay:
+    """No output policy in force: relay the upstream's events as they come, and still tell a cut
+    stream from a complete one (chat: every choice got its finish reason; Responses: a terminal
+    event came)."""
 
-    async def relay(event: dict[str, Any]) -> list[bytes]:
-        return [encode(event)]
+    def __init__(self, named: bool = False, on_cut: CutFn | None = None) -> None:
+        self.named = named
+        self.on_cut = on_cut
+        self.open: set[int] = set()  # chat choices seen without their finish reason yet
+        self.seen = False
+        self.terminal = False
+        self.seq = -1
 
-    return drive(events, relay, tail=None if named else DONE_LINE)
+    def run(self, events: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+        return drive(events, self._on_event, on_end=self._on_end)
+
+    async def _on_event(self, event: dict[str, Any]) -> list[bytes]:
+        if self.named:
+            self.terminal = self.terminal or event.get("type") in TERMINAL_EVENTS
+            if isinstance(event.get("sequence_number"), int):
+                self.seq = event["sequence_number"]
+            return [sse_named(event)]
+        for choice in event.get("choices") or []:
+            index = choice.get("index", 0) if isinstance(choice, dict) else 0
+            self.seen = True
+            if isinstance(choice, dict) and choice.get("finish_reason"):
+                self.open.discard(index)
+            else:
+                self.open.add(index)
+        return [sse(event)]
+
+    async def _on_end(self, done: bool, error: GatewayError | None) -> list[bytes]:
+        complete = self.terminal if self.named else not self.open and (done or self.seen)
+        if error is None and complete:
+            return [] if self.named else [DONE_LINE]
+        error = cut_error(error)
+        if self.on_cut is not None:
+            self.on_cut(error)
+        if self.named:
+            return [sse_named(responses_error(error, self.seq + 1))]
+        return [sse(error.body()), DONE_LINE]
+
+
+# Events after which a Responses stream is over (`error` is the API's in-band failure).
+TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed", "error"})
+
+
+def responses_error(error: GatewayError, sequence_number: int) -> dict[str, Any]:
+    """A Responses `error` event in both shapes: the flat fields the API reference documents, and
+    the nested `error` object the live API sends (the one the openai SDK raises `APIError` on)."""
+    body = error.body()["error"]
+    return {"type": "error", "code": body["code"], "message": body["message"], "param": body["param"],
+            "error": body, "sequence_number": sequence_number}
+
+
+def passthrough(events: AsyncIterator[Any], named: bool = False, on_cut: CutFn | None = None) -> AsyncIterator[bytes]:
+    """No output policy in force: relay the upstream's events as they come (see `Relay`)."""
+    return Relay(named, on_cut).run(events)

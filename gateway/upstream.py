@@ -5,10 +5,15 @@ upstream, an httpx.AsyncClient round trip cost ~2.1 ms p50 against ~0.46 ms for 
 (anyio/httpcore overhead), and the gateway's whole overhead budget is 1.5 ms p50.
 
 This module is the boundary where aiohttp/litellm errors become `gateway.errors`:
-timeouts -> 504, refused/5xx/garbage -> 502, upstream 4xx -> relayed as is.
-Streams are async generators of parsed SSE chunks; closing the generator
-(`aclose()`, or cancellation) closes the upstream connection, so a client that
-goes away stops the tokens being generated and billed.
+timeouts -> 504, refused/5xx/garbage -> 502, upstream 4xx -> relayed with their back-off
+headers (`Retry-After`, `retry-after-ms`, `x-ratelimit-*`). Whatever is relayed has the
+gateway's own secrets scrubbed out (`gateway/upstream_relay.py`). A request that hit a stale
+pooled connection before a byte of it was written is retried once (`gateway/upstream_pool.py`).
+Streams are async generators of parsed SSE chunks, `DONE` on `data: [DONE]`; a stream that just
+stops yields nothing more (the stream classes in `gateway/streaming.py` judge whether it was
+complete), one that breaks raises `UpstreamStreamCut`. Closing the generator (`aclose()`, or
+cancellation) closes the upstream connection, so a client that goes away stops the tokens being
+generated and billed.
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ from typing import Any
 import aiohttp
 import orjson
 
-from gateway.errors import GatewayError, UpstreamError, UpstreamStatusError, UpstreamTimeout
+from gateway import upstream_pool
+from gateway.errors import GatewayError, UpstreamError, UpstreamStatusError, UpstreamStreamCut, UpstreamTimeout
 from gateway.settings import Settings, UpstreamRoute
+from gateway.upstream_relay import Scrubber, relayed_headers
 
 DONE = object()  # the `data: [DONE]` sentinel
 
@@ -31,6 +38,7 @@ class Upstream:
         self.settings = settings
         self._session = session
         self._litellm: Any = None
+        self.scrub = Scrubber.from_settings(settings)
         self._timeout = aiohttp.ClientTimeout(
             total=settings.upstream_timeout_s, sock_connect=settings.upstream_connect_timeout_s
         )
@@ -45,7 +53,8 @@ class Upstream:
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self.settings.upstream_max_connections, ttl_dns_cache=300)
             self._session = aiohttp.ClientSession(
-                connector=connector, json_serialize=lambda o: orjson.dumps(o).decode(), auto_decompress=True
+                connector=connector, json_serialize=lambda o: orjson.dumps(o).decode(), auto_decompress=True,
+                request_class=upstream_pool.ProbingRequest,
             )
         return self._session
 
@@ -77,25 +86,29 @@ class Upstream:
             return await self._litellm_call(route, body)
         url, headers = self._target(route, path, client_auth)
         payload = raw if raw is not None and not route.model else orjson.dumps(self._renamed(route, body))
+        return await self._call("POST", url, headers, payload)
+
+    async def get(self, path: str, client_auth: str | None) -> dict[str, Any]:
+        url, headers = self._target(self.settings.route_for(""), path, client_auth)
+        return await self._call("GET", url, headers, None)
+
+    async def _call(self, method: str, url: str, headers: dict[str, str], payload: bytes | None) -> dict[str, Any]:
         try:
-            async with self.session.post(url, data=payload, headers=headers, timeout=self._timeout) as response:
+            response = await upstream_pool.request(
+                self.session, method, url, data=payload, headers=headers, timeout=self._timeout)
+            async with response:
                 content = await response.read()
-                return _json_or_error(response.status, content, response.headers.get("content-type", ""))
+                return self._json_or_error(response, content)
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamTimeout("the upstream did not answer in time") from exc
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"the upstream could not be reached: {type(exc).__name__}") from exc
 
-    async def get(self, path: str, client_auth: str | None) -> dict[str, Any]:
-        url, headers = self._target(self.settings.route_for(""), path, client_auth)
-        try:
-            async with self.session.get(url, headers=headers, timeout=self._timeout) as response:
-                content = await response.read()
-                return _json_or_error(response.status, content, response.headers.get("content-type", ""))
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise UpstreamTimeout("the upstream did not answer in time") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(f"the upstream could not be reached: {type(exc).__name__}") from exc
+    def _json_or_error(self, response: aiohttp.ClientResponse, content: bytes) -> dict[str, Any]:
+        """The reply, scrubbed of the gateway's secrets; a 4xx keeps its back-off headers."""
+        content = self.scrub.bytes(content)
+        headers = relayed_headers(response.headers, self.scrub) if 400 <= response.status < 500 else {}
+        return _json_or_error(response.status, content, response.headers.get("content-type", ""), headers)
 
     async def stream(self, path: str, body: dict[str, Any], client_auth: str | None) -> AsyncIterator[Any]:
         """Open a streaming call: raises here if the upstream refused, else returns the event iterator."""
@@ -105,19 +118,20 @@ class Upstream:
         url, headers = self._target(route, path, client_auth)
         payload = orjson.dumps(self._renamed(route, body))
         try:
-            response = await self.session.post(url, data=payload, headers=headers, timeout=self._stream_timeout)
+            response = await upstream_pool.request(
+                self.session, "POST", url, data=payload, headers=headers, timeout=self._stream_timeout)
+            if response.status != 200:
+                try:
+                    content = await response.read()
+                finally:
+                    response.release()
+                self._json_or_error(response, content)
+                raise UpstreamError(f"upstream returned HTTP {response.status}")
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamTimeout("the upstream did not answer in time") from exc
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"the upstream could not be reached: {type(exc).__name__}") from exc
-        if response.status != 200:
-            try:
-                content = await response.read()
-            finally:
-                response.release()
-            _json_or_error(response.status, content, response.headers.get("content-type", ""))
-            raise UpstreamError(f"upstream returned HTTP {response.status}")
-        return EventStream(response)
+        return EventStream(response, self.scrub)
 
     # --- litellm (imported only when a route needs it) ------------------------------
     def _litellm_module(self) -> Any:
@@ -142,35 +156,37 @@ class Upstream:
         try:
             result = await litellm.acompletion(**self._litellm_kwargs(route, {**body, "stream": False}))
         except Exception as exc:  # noqa: BLE001 - litellm raises many provider-specific types
-            raise _litellm_error(exc) from exc
-        return result.model_dump(exclude_none=True)
+            raise _litellm_error(exc, self.scrub) from exc
+        data = result.model_dump(exclude_none=True)
+        return orjson.loads(self.scrub.bytes(orjson.dumps(data))) if self.scrub else data
 
     async def _litellm_stream(self, route: UpstreamRoute, body: dict[str, Any]) -> AsyncIterator[Any]:
         litellm = self._litellm_module()
         try:
             stream = await litellm.acompletion(**self._litellm_kwargs(route, {**body, "stream": True}))
             async for chunk in stream:
-                yield chunk.model_dump(exclude_none=True)
+                event = chunk.model_dump(exclude_none=True)
+                yield orjson.loads(self.scrub.bytes(orjson.dumps(event))) if self.scrub else event
         except GatewayError:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise _litellm_error(exc) from exc
+            raise _litellm_error(exc, self.scrub) from exc
         yield DONE
 
 
-def _litellm_error(exc: Exception) -> GatewayError:
+def _litellm_error(exc: Exception, scrub: Scrubber) -> GatewayError:
     status = getattr(exc, "status_code", None)
     if "Timeout" in type(exc).__name__:
         return UpstreamTimeout("the upstream did not answer in time")
     if isinstance(status, int) and 400 <= status < 500:
-        body = {"error": {"message": str(exc)[:500], "type": "upstream_error", "param": None, "code": None}}
+        body = {"error": {"message": scrub.text(str(exc))[:500], "type": "upstream_error", "param": None, "code": None}}
         return UpstreamStatusError(status, orjson.dumps(body))
     return UpstreamError(f"the upstream failed: {type(exc).__name__}")
 
 
-def _json_or_error(status: int, content: bytes, content_type: str) -> dict[str, Any]:
+def _json_or_error(status: int, content: bytes, content_type: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
     if 400 <= status < 500:
-        raise UpstreamStatusError(status, content, content_type or "application/json")
+        raise UpstreamStatusError(status, content, content_type or "application/json", headers)
     if status >= 500:
         raise UpstreamError(f"upstream returned HTTP {status}")
     try:
@@ -186,9 +202,9 @@ class EventStream:
     """An upstream SSE stream. `aclose()` always frees the connection, even if the stream was
     never iterated (an input block in concurrent mode closes a stream nobody read)."""
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, scrub: Scrubber | None = None) -> None:
         self.response = response
-        self._events = _sse_events(response)
+        self._events = _sse_events(response, scrub or Scrubber(()))
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self._events
@@ -199,16 +215,18 @@ class EventStream:
             self.response.close()
 
 
-async def _sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[Any]:
-    """Parsed `data:` payloads of an SSE stream, then DONE. Closes the connection on exit,
-    so a cancelled or abandoned stream stops the upstream generating."""
+async def _sse_events(response: aiohttp.ClientResponse, scrub: Scrubber) -> AsyncIterator[Any]:
+    """Parsed `data:` payloads of an SSE stream, then DONE if the upstream sent `[DONE]`; a body
+    that just ends yields nothing more (not DONE: whether the stream was complete is for the
+    stream's reader to say). Closes the connection on exit, so a cancelled or abandoned stream
+    stops the upstream generating."""
     finished = False
     try:
         async for raw_line in response.content:
             line = raw_line.strip()
             if not line.startswith(b"data:"):
                 continue
-            data = line[5:].strip()
+            data = scrub.bytes(line[5:].strip())
             if data == b"[DONE]":
                 finished = True
                 yield DONE
@@ -217,15 +235,14 @@ async def _sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[Any]:
                 event = orjson.loads(data)
             except orjson.JSONDecodeError as exc:
                 raise UpstreamError("the upstream stream carried an event that is not JSON") from exc
-            if isinstance(event, dict) and "error" in event and "choices" not in event:
+            if isinstance(event, dict) and event.get("error") and "choices" not in event:
                 raise UpstreamError(f"the upstream stream failed: {str(event['error'])[:200]}")
             yield event
-        finished = True
-        yield DONE  # a stream that ended without [DONE]: still end cleanly
+        finished = True  # the body ended (no [DONE]): the connection is clean, the stream maybe not
     except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise UpstreamTimeout("the upstream stream stalled") from exc
     except aiohttp.ClientError as exc:
-        raise UpstreamError(f"the upstream stream broke: {type(exc).__name__}") from exc
+        raise UpstreamStreamCut(f"the upstream stream broke: {type(exc).__name__}") from exc
     finally:
         if finished:
             response.release()  # back to the pool

@@ -9,6 +9,13 @@ Behaviour is chosen by model name (the part before any ':'):
 - `drip`: streams slowly (for disconnect/cancellation tests).
 - `paced:<ttft_ms>:<tokens_per_s>:<n_tokens>`: streams n 4-character tokens after a fixed time to
   first token, at a fixed rate (for the streaming benchmark).
+- `cut` (or `cut:<text>`, like `say`): streams the echo reply (or <text>), then stops: no finish
+  reason, no `[DONE]` (chat); no terminal event (Responses). `break`: the same, but the
+  connection is dropped mid-body (broken chunking).
+- `echo-auth-401`: HTTP 401 whose body echoes the request headers it got, Authorization included
+  (the way some proxies answer), with the Authorization value in an `x-ratelimit-echo` header too.
+- `ratelimit`: HTTP 429 with `Retry-After: 7`, `retry-after-ms: 7000`, `x-ratelimit-*` headers
+  (one echoing the Authorization header) and an `x-upstream-trace` header that is not relayed.
 Streams split the reply into `chunk` characters (`?chunk=` in the model name is not needed:
 use the `x-fake-chunk` header or the default 7). Every request is recorded in `app.state.calls`;
 streams closed early are recorded in `app.state.cancelled`.
@@ -40,7 +47,7 @@ def _last_user(messages: list[dict[str, Any]]) -> str:
 
 def reply_for(model: str, messages: list[dict[str, Any]]) -> str:
     kind, _, arg = model.partition(":")
-    if kind == "say":
+    if kind == "say" or (kind in ("cut", "break") and arg):
         return urllib.parse.unquote(arg)
     return _last_user(messages)
 
@@ -62,6 +69,9 @@ async def chat(request: Request) -> Response:
     if kind == "bad":
         err = {"error": {"message": "upstream says no", "type": "invalid_request_error", "param": "x", "code": "bad"}}
         return Response(orjson.dumps(err), 400, media_type="application/json")
+    refused = _refusal(kind, request)
+    if refused is not None:
+        return refused
     if kind == "slow":
         await asyncio.sleep(2.0)
     pace = None
@@ -112,6 +122,12 @@ async def chat(request: Request) -> Response:
                         yield b"data: " + orjson.dumps({**base, "choices": [{"index": i, "delta": {"content": text[j:j + size]}, "finish_reason": None}]}) + b"\n\n"
                     if delay or pace:
                         await asyncio.sleep(pace[1] if pace else delay)
+            if kind == "break":
+                await asyncio.sleep(0.2)  # the gateway has read what was sent when the connection drops
+                raise ConnectionAbortedError("the fake upstream drops the connection mid-stream")
+            if kind == "cut":
+                app.state.completed.append(model)
+                return  # no finish reason, no [DONE]: the body just ends
             for i in range(n):
                 yield b"data: " + orjson.dumps({**base, "choices": [{"index": i, "delta": {}, "finish_reason": finish}]}) + b"\n\n"
             if include_usage:
@@ -123,6 +139,23 @@ async def chat(request: Request) -> Response:
         app.state.completed.append(model)
 
     return StreamingResponse(events(), media_type="text/event-stream")
+
+
+def _refusal(kind: str, request: Request) -> Response | None:
+    """`echo-auth-401` and `ratelimit` (any endpoint)."""
+    auth = request.headers.get("authorization", "")
+    if kind == "echo-auth-401":
+        err = {"error": {"message": f"Incorrect API key provided: {auth}", "type": "invalid_request_error",
+                         "param": None, "code": "invalid_api_key"}, "request_headers": dict(request.headers)}
+        return Response(orjson.dumps(err), 401, {"x-ratelimit-echo": auth}, media_type="application/json")
+    if kind == "ratelimit":
+        err = {"error": {"message": "Rate limit reached: try again in 7s", "type": "requests",
+                         "param": None, "code": "rate_limit_exceeded"}}
+        headers = {"retry-after": "7", "retry-after-ms": "7000", "x-ratelimit-limit-requests": "60",
+                   "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "7s",
+                   "x-ratelimit-echo": auth, "x-upstream-trace": "internal-trace-id"}
+        return Response(orjson.dumps(err), 429, headers, media_type="application/json")
+    return None
 
 
 def _record(request: Request, body: dict[str, Any]) -> None:
@@ -180,6 +213,9 @@ async def responses(request: Request) -> Response:
     body = orjson.loads(await request.body())
     _record(request, body)
     model = body["model"]
+    refused = _refusal(model.partition(":")[0], request)
+    if refused is not None:
+        return refused
     items = body["input"]
     if isinstance(items, str):
         items = [{"role": "user", "content": items}]
@@ -208,6 +244,8 @@ async def responses(request: Request) -> Response:
         {"type": "response.output_item.done", "output_index": 0, "item": item},
         {"type": "response.completed", "response": final},
     ]
+    if model.partition(":")[0] == "cut":  # stop after the deltas: no .done events, no terminal event
+        events = [e for e in events if e["type"] != "response.completed" and not e["type"].endswith(".done")]
     for n, event in enumerate(events):
         event["sequence_number"] = n
     return _stream(request, model, events, named=True)
