@@ -1,12 +1,17 @@
 """Latency and throughput of the embedded guard, as the gateway calls it.
 
     python benchmarks/embedded_latency.py [--n 300] [--concurrency 64] [--data FILE.jsonl]
+                                          [--precision fp32 auto]
 
-Prints p50/p95 latency per message at concurrency 1 (all default model policies,
-input direction) and messages/s under concurrent load, where the micro-batcher
-groups checks into shared forward passes. Messages are user prompts from a JSONL
-file in the shared schema (default: ToxicChat train, real user traffic lengths),
-or a built-in list when that file is absent.
+For each precision, side by side in one run: start-up time, p50/p95 latency per
+message at concurrency 1 (all default model policies, input direction),
+messages/s under concurrent load (the micro-batcher groups checks into shared
+forward passes), the share of encoder tokens that were padding, and what a
+10-turn conversation costs with the per-turn cache (the 10th request over the
+first). Every message is new to the guard (the turn cache is off for the first
+two numbers: a suffix makes each text unique). Messages are user prompts from a
+JSONL file in the shared schema (e.g. ToxicChat train, real user traffic
+lengths), or a built-in list when no file is given.
 """
 
 from __future__ import annotations
@@ -20,7 +25,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "train" / "toxicchat_train.jsonl"
 BUILTIN = [
     "Can you suggest a good recipe for banana bread?",
     "Summarize the plot of Hamlet in three sentences.",
@@ -39,23 +43,27 @@ def messages(path: Path | None, n: int) -> list[str]:
     return [texts[i % len(texts)] for i in range(n)]
 
 
-async def run(args) -> dict:
+async def run(args, precision: str) -> dict:
     from guard.policies import Direction, PolicySet
     from guard.registry import build_guard
     from guard.verdict import CheckRequest, Turn
 
     policies = PolicySet.load(args.policies)
+    opts = {"threads": args.threads, "max_batch": args.max_batch, "precision": precision}
     t0 = time.perf_counter()
-    guard = build_guard("embedded", {"threads": args.threads, "max_batch": args.max_batch}, policies)
+    guard = build_guard("embedded", {**opts, "turn_cache": 0}, policies)
     startup = time.perf_counter() - t0
     active = tuple(p for p in policies.active(Direction.INPUT) if p.engine == "model")
     texts = messages(args.data, args.n)
+    serial = iter(range(10**9))
 
-    def req(text: str) -> CheckRequest:
-        return CheckRequest(Direction.INPUT, (Turn("user", text),), active, policies.version)
+    def req(text: str, *turns: Turn) -> CheckRequest:
+        return CheckRequest(Direction.INPUT, (*turns, Turn("user", f"{text} (#{next(serial)})")), active, policies.version)
 
     for text in texts[:10]:  # warm-up
         await guard.check(req(text))
+    stats = guard.encoder.stats
+    stats.real = stats.padded = stats.passes = 0
     lat = []
     for text in texts:
         s = time.perf_counter()
@@ -74,8 +82,11 @@ async def run(args) -> dict:
     await asyncio.gather(*(worker() for _ in range(args.concurrency)))
     elapsed = time.perf_counter() - s
     batches = guard.batcher.batches - batches_before
+    padding = stats.padding_fraction
     await guard.aclose()
     return {
+        "precision": precision,
+        "bf16": guard.encoder.bf16,
         "startup_s": round(startup, 2),
         "policies": len(active),
         "messages": len(texts),
@@ -85,9 +96,31 @@ async def run(args) -> dict:
         "throughput_msgs_s": round(len(queue) / elapsed, 1),
         "concurrency": args.concurrency,
         "mean_batch": round(len(queue) / max(1, batches), 1),
+        "padding_fraction": round(padding, 3),
+        **await conversation(build_guard("embedded", opts, policies), active, policies.version, texts),
         "threads": args.threads,
         "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
     }
+
+
+async def conversation(guard, active, version: str, texts: list[str], turns: int = 10, repeats: int = 5) -> dict:
+    """Request k of a conversation carries every earlier turn; the cache makes it pay for the new one."""
+    from guard.policies import Direction
+    from guard.verdict import CheckRequest, Turn
+
+    firsts, lasts = [], []
+    for r in range(repeats):
+        history: list[Turn] = []
+        for k in range(turns):
+            history.append(Turn("user", f"{texts[(r * turns + k) % len(texts)]} [{r}.{k}]"))
+            s = time.perf_counter()
+            await guard.check(CheckRequest(Direction.INPUT, tuple(history), active, version))
+            (firsts if k == 0 else lasts if k == turns - 1 else []).append(time.perf_counter() - s)
+            history.append(Turn("assistant", f"Here is my answer to part {k} of your question, in a few words."))
+    await guard.aclose()
+    first, last = statistics.median(firsts), statistics.median(lasts)
+    return {"conv_first_ms": round(first * 1000, 2), f"conv_turn{turns}_ms": round(last * 1000, 2),
+            f"conv_turn{turns}_over_first": round(last / first, 2)}
 
 
 def main() -> None:
@@ -97,14 +130,18 @@ def main() -> None:
     ap.add_argument("--load-factor", type=int, default=2, help="the throughput phase checks n x this many messages")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-batch", type=int, default=32)
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--data", type=Path, default=None, help="JSONL of prompts (shared schema); default: a built-in list")
+    ap.add_argument("--precision", nargs="+", default=["fp32", "auto"], choices=["fp32", "bf16", "auto"])
     ap.add_argument("--policies", type=Path, default=ROOT / "policies.yaml")
     args = ap.parse_args()
-    result = asyncio.run(run(args))
-    print(json.dumps(result, indent=2))
-    print(f"p50 {result['p50_ms_c1']} ms / p95 {result['p95_ms_c1']} ms per message at concurrency 1 "
-          f"({result['policies']} policies); {result['throughput_msgs_s']} msg/s at concurrency {result['concurrency']} "
-          f"(mean batch {result['mean_batch']}); start-up {result['startup_s']} s")
+    print(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_avg_1m": os.getloadavg()[0]}))
+    for precision in args.precision:
+        result = asyncio.run(run(args, precision))
+        print(json.dumps(result, indent=2))
+        print(f"[{precision}] p50 {result['p50_ms_c1']} ms / p95 {result['p95_ms_c1']} ms per message at concurrency 1 "
+              f"({result['policies']} policies); {result['throughput_msgs_s']} msg/s at concurrency {result['concurrency']} "
+              f"(mean batch {result['mean_batch']}, padding {result['padding_fraction']:.1%}); "
+              f"start-up {result['startup_s']} s; 10th turn {result['conv_turn10_over_first']}x the first")
 
 
 if __name__ == "__main__":

@@ -106,6 +106,12 @@ class TurnCache:
             self.windows -= old.shape[0]
 
 
+def policy_key(policies: tuple[Policy, ...], version: str) -> bytes:
+    """What a turn's scores depend on besides the turn: the policies' texts and examples."""
+    spec = repr((version, [(p.id, p.text, p.examples) for p in policies]))
+    return hashlib.blake2b(spec.encode(), digest_size=16).digest()
+
+
 def read_budget(texts: list[str], max_chars: int) -> tuple[list[str], bool]:
     """The judged texts that fit in `max_chars` (later turns first: the newest matter most),
     and whether anything was left unread."""
@@ -134,6 +140,7 @@ class EmbeddedGuard:
         self._policy_cache: dict[str, torch.Tensor] = {}  # policy text -> [DIM]
         self._by_version: dict[tuple[str, tuple[str, ...]], torch.Tensor] = {}
         self.turns = TurnCache(options.turn_cache)
+        self.scores = TurnCache(options.turn_cache)  # per (turn, policy set): the turn's scores, one row each
         self.examples = ExampleTerm(meta.examples)  # policy examples move scores (examples.py)
         self.batcher = MicroBatcher(self._forward, options.max_batch, options.max_wait_ms / 1000)
 
@@ -166,7 +173,7 @@ class EmbeddedGuard:
 
     def _score(self, content: list[torch.Tensor], context: torch.Tensor | None, policies: torch.Tensor,
                ex: ExampleSet | None = None) -> torch.Tensor:
-        """Max over windows and turns of calibrated probabilities: -> [P]."""
+        """Per text, the max over its windows of calibrated probabilities: -> [texts, P]."""
         windows = torch.cat(content)
         n = windows.shape[0]
         ctx = context.expand(n, FEATURE_DIM) if context is not None else torch.zeros(n, FEATURE_DIM)
@@ -176,7 +183,8 @@ class EmbeddedGuard:
         z = logits / self.meta.temperature + self.meta.bias
         if ex is not None:
             z = z + ex.shift(windows)
-        return torch.sigmoid(z).max(0).values
+        probs = torch.sigmoid(z)
+        return torch.stack([part.max(0).values for part in probs.split([c.shape[0] for c in content])])
 
     # ---- event-loop side ----------------------------------------------------------------
     async def policy_embeddings(self, policies: tuple[Policy, ...], version: str) -> torch.Tensor:
@@ -212,7 +220,7 @@ class EmbeddedGuard:
         try:
             pol = await self.policy_embeddings(policies, request.policy_version)
             ex = await self.examples.for_policies(policies, request.policy_version, self._embed_examples)
-            probs = await self._probs(texts, context if context.strip() else None, pol, ex)
+            probs = await self._probs(texts, context if context.strip() else None, pol, ex, policy_key(policies, request.policy_version))
         except GuardFailure:
             raise
         except Exception as exc:
@@ -230,18 +238,28 @@ class EmbeddedGuard:
     async def _embed_examples(self, texts: list[str]) -> list[torch.Tensor]:
         return await self.batcher.submit(texts, POLICY_KEY, lambda f, _t: [x[0, :DIM].clone() for x in f])
 
-    async def _probs(self, texts: list[str], context: str | None, pol: torch.Tensor, ex: ExampleSet | None = None) -> torch.Tensor:
-        """Per-policy probabilities; only turns missing from the cache go through the encoder."""
+    async def _probs(self, texts: list[str], context: str | None, pol: torch.Tensor, ex: ExampleSet | None = None,
+                     pol_key: bytes = b"") -> torch.Tensor:
+        """Per-policy probabilities, the max over turns. Only turns missing from the cache go
+        through the encoder; on input (no context) a turn's scores are cached too, so the
+        head only scores turns it has not seen under these policies."""
         keys = [TurnCache.key("turn", t) for t in texts]
+        scored: list[torch.Tensor | None] = [None] * len(texts)
+        if context is None and pol_key:
+            scored = [self.scores.get(k + pol_key) for k in keys]
+            if all(x is not None for x in scored):
+                return torch.stack(scored).max(0).values  # type: ignore[arg-type]
+        todo = [i for i, x in enumerate(scored) if x is None]  # texts the head must score
+        enc_texts, enc_keys = [texts[i] for i in todo], [keys[i] for i in todo]
         if context is not None:
             # the user turn judged on the way in already holds the context's first window
             whole = self.turns.get(TurnCache.key("turn", context))
-            texts, keys = [*texts, context[:CONTEXT_CHARS]], [*keys, TurnCache.key("ctx", context)]
-        have = [self.turns.get(k) for k in keys]
+            enc_texts, enc_keys = [*enc_texts, context[:CONTEXT_CHARS]], [*enc_keys, TurnCache.key("ctx", context)]
+        have = [self.turns.get(k) for k in enc_keys]
         if context is not None and have[-1] is None and whole is not None:
             have[-1] = whole[:1]
         missing = [i for i, f in enumerate(have) if f is None]
-        n_content = len(texts) - (context is not None)
+        n_content = len(todo)
 
         def finish(feats: list[torch.Tensor], _cut: list[bool]) -> tuple[torch.Tensor, list[torch.Tensor]]:
             full = list(have)
@@ -251,10 +269,14 @@ class EmbeddedGuard:
             return self._score(full[:n_content], ctx, pol, ex), feats  # type: ignore[arg-type]
 
         key = ("content", self.max_tokens, None)
-        probs, new = await self.batcher.submit([texts[i] for i in missing], key, finish)
+        probs, new = await self.batcher.submit([enc_texts[i] for i in missing], key, finish)
         for i, feats in zip(missing, new):
-            self.turns.put(keys[i], feats[:1] if i >= n_content else feats)
-        return probs
+            self.turns.put(enc_keys[i], feats[:1] if i >= n_content else feats)
+        for j, i in enumerate(todo):
+            scored[i] = probs[j]
+            if context is None and pol_key:
+                self.scores.put(keys[i] + pol_key, probs[j])
+        return torch.stack(scored).max(0).values  # type: ignore[arg-type]
 
     async def aclose(self) -> None:
         self.batcher.close()
