@@ -62,9 +62,13 @@ _BOX_START = re.compile(r"\\boxed\s*\{")
 _WRAPPER = re.compile(r"^\\(?:text|textbf|mathrm|mathbf|texttt)\s*\{(.*)\}$", re.DOTALL)
 # A line that mentions a Violated list at its start, behind any quoting or markup
 # (`| ` fences, `>` quotes, bullets, emphasis): used to spot every such line.
-_VIOLATED_ANY = re.compile(r"[\W_]*+violated(?:\s+(?:policies|categories))?[^\w:=]*+[:=]\s*(.*)", re.IGNORECASE | re.DOTALL)
+_VIOLATED_ANY = re.compile(
+    r"[\W_]*+violated(?:\s+(?:policies|categories))?[^\w:=]*+[:=]\s*(.*)", re.IGNORECASE | re.DOTALL
+)
 # The model's own answer line: only whitespace and markdown emphasis may precede the word.
-_ANSWER_LINE = re.compile(r"[\s*_`]*+violated(?:\s+(?:policies|categories))?[\s*_`]*+[:=]\s*(.*)", re.IGNORECASE | re.DOTALL)
+_ANSWER_LINE = re.compile(
+    r"[\s*_`]*+violated(?:\s+(?:policies|categories))?[\s*_`]*+[:=]\s*(.*)", re.IGNORECASE | re.DOTALL
+)
 _ID_TOKEN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _ID_SPLIT = re.compile(r"(?:[,;\s]|\band\b|&)+", re.IGNORECASE)
 _NONE_WORDS = {"none", "n/a", "na", "nothing", "-", ""}
