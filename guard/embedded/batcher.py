@@ -1,8 +1,10 @@
 """A micro-batcher: concurrent checks share one encoder forward pass, off the event loop.
 
 Why: the encoder costs about the same for 1 text as for 8 short ones on a CPU
-(matrix multiplies amortize), so under load we wait a tiny budget (default 2 ms)
-for more work and run it together. The model runs on one worker thread; the
+(matrix multiplies amortize), so jobs that queue up while a forward pass runs
+share the next one (continuous batching: under load the queue fills by itself,
+and a lone job at low load runs at once instead of waiting for company; an extra
+wait, `max_wait_s`, can be set but defaults to none in the guard). The model runs on one worker thread; the
 event loop only enqueues and awaits a future. Jobs with different settings
 (e.g. policy texts embedded with a longer window) never share a batch.
 """

@@ -53,7 +53,7 @@ class EmbeddedOptions(BaseModel):
     max_tokens: int | None = Field(default=None, ge=8, le=512)  # tokens per window (default: what the head was trained on)
     max_chars: int = Field(default=262_144, ge=1)  # judged characters read per check; past it: truncated
     max_batch: int = Field(default=32, ge=1)  # windows-bearing texts per forward batch
-    max_wait_ms: float = Field(default=2.0, ge=0)  # how long the batcher waits for company
+    max_wait_ms: float = Field(default=0.0, ge=0)  # extra wait for company; 0: jobs that queue while a pass runs share the next
     threads: int = Field(default=2, ge=1)  # torch intra-op threads
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the CPU has it natively
     turn_cache: int = Field(default=50_000, ge=0)  # window features kept for turns seen before
