@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # torch is pinned to the CPU build in pyproject.toml; these must not be installed beside it.
 BROKEN_WITH_TORCH := torchvision torchaudio torchcodec
 
-.PHONY: serve test test-fast vllm-env browser-env train-demo train-embedded bench bench-embedded bench-logs eval clean
+.PHONY: serve test test-fast vllm-env browser-env compose-env train-demo train-embedded bench bench-embedded bench-logs eval clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,10 @@ vllm-env:
 browser-env: $(VENV)/.test-installed
 	bash scripts/browser_env.sh
 
-test: $(VENV)/.test-installed vllm-env browser-env
+compose-env:
+	bash scripts/compose_env.sh
+
+test: $(VENV)/.test-installed vllm-env browser-env compose-env
 	$(BIN)/python -m pytest -ra
 
 # Everything but the slow integration tests (real vLLM server, training smoke).

@@ -40,12 +40,15 @@ class PolicyStore:
     def on_change(self, callback: OnChange) -> None:
         self._on_change.append(callback)
 
-    def _mtime(self) -> tuple[float, int] | None:
+    def _mtime(self) -> tuple[int, int, int, int] | None:
+        """The file's identity and state, read by path on every poll: an editor that saves by
+        writing a new file and renaming it over the old one gives a new inode, seen even when the
+        size and the mtime (coarse on some file systems) come out the same."""
         try:
             st = os.stat(self.path)
         except OSError:
             return None
-        return (st.st_mtime, st.st_size)
+        return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
 
     async def reload_if_changed(self) -> bool:
         stamp = self._mtime()

@@ -43,7 +43,10 @@ class GatewayKey(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="RSAFE_", extra="ignore")
+    # env_ignore_empty: `RSAFE_X=""` means unset, for every setting (docker-compose's `${VAR:-}`
+    # writes "" for an unset VAR): an empty RSAFE_UPSTREAM_API_KEY forwards the client's own key,
+    # an empty RSAFE_ADMIN_KEY keeps /admin off, an empty RSAFE_GATEWAY_KEYS means no gateway keys.
+    model_config = SettingsConfigDict(env_prefix="RSAFE_", extra="ignore", env_ignore_empty=True)
 
     host: str = "127.0.0.1"
     port: int = 8080
