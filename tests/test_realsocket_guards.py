@@ -28,8 +28,11 @@ def policies_for(backend: str, tmp: Path) -> Path:
     if backend == "cascade":
         # The taught tiny model reads short prompts only: two policies, one model-judged.
         spec["policies"] = [p for p in spec["policies"] if p["id"] in ("S1", "SECRETS")]
+        for p in spec["policies"]:  # S1 without its examples: the prompt must stay as short as the tiny model learned
+            if p["id"] == "S1":
+                p.pop("examples", None)
         spec["settings"]["guard"] = {"backend": "cascade", "timeout_s": 120, "options": {
-            "first": "embedded", "second": "rsafe", "band": [0.05, 0.6],
+            "first": "embedded", "second": "rsafe", "band": [0.005, 0.6],
             "second_options": {"engine": "transformers", "model": str(tiny_model(TRAINED_ANSWER)), "threads": 1},
         }}
     else:

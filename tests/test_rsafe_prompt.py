@@ -132,3 +132,15 @@ def test_fence_is_linear_at_the_body_limit() -> None:
 
 def test_template_version_names_the_fence_change() -> None:
     assert TEMPLATE_VERSION == "rsafe-prompt-v2"
+
+
+def test_input_task_names_every_role_it_judges() -> None:
+    """Input checks judge every message the client sent: the task line says so, and each turn
+    carries its role's label (a client-written assistant turn is an 'Agent' message to judge)."""
+    from guard.rsafe.prompt import render
+
+    prompt = render("input", [("system", "Be terse."), ("user", "hi"), ("assistant", "hello"), ("user", "go")], [("S1", "Violence.")])
+    assert "unsafe content in 'User', 'System' and 'Agent' messages" in prompt
+    assert "System: Be terse." in prompt and "Agent: hello" in prompt
+    assert "unsafe content in 'User' messages" in render("input", [("user", "hi")], [("S1", "Violence.")])
+    assert "unsafe content in 'Agent' messages" in render("output", [("user", "hi"), ("assistant", "x")], [("S1", "V.")])

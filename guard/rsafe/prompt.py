@@ -75,7 +75,7 @@ _DIRECT_INSTRUCTION = (
     "categories separated by commas (for example \"Violated: {example}\")."
 )
 
-ROLE_LABELS = {"user": "User", "assistant": "Agent", "tool": "Tool"}
+ROLE_LABELS = {"user": "User", "assistant": "Agent", "tool": "Tool", "system": "System"}
 
 # Sequences that carry structure, and their look-alike replacements.
 _ANGLE = str.maketrans({"<": "\uff1c", ">": "\uff1e"})  # fullwidth < >
@@ -168,8 +168,10 @@ def render(
     turns = list(conversation)
     categories = list(categories)
     who = "'Agent'" if direction is Direction.OUTPUT else "'User'"
-    if direction is Direction.INPUT and any(role == "tool" for role, _ in turns):
-        who = "'User' and 'Tool'"
+    if direction is Direction.INPUT:  # every message the client sent is judged, whatever its role
+        present = {ROLE_LABELS.get(role, "User") for role, _ in turns}
+        labels = [f"'{label}'" for label in ("User", "System", "Tool", "Agent") if label in present] or ["'User'"]
+        who = labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
     cat_lines = "\n".join(f"{pid}: {_indent_rest(text)}" for pid, text in categories)
     conv_lines = "\n\n".join(f"{ROLE_LABELS.get(role, 'User')}: {fence(text)}" for role, text in turns)
     example = ", ".join(pid for pid, _ in categories[:2]) or "S1"
