@@ -55,6 +55,8 @@ def guard_settings(settings: Settings, policies: PolicySet) -> GuardSettings:
         options["url"] = settings.guard_url
     if settings.guard_model:
         options["model"] = settings.guard_model
+    if settings.guard_api_key is not None:
+        options["api_key"] = settings.guard_api_key.get_secret_value()
     return GuardSettings(backend=settings.guard or base.backend, timeout_s=base.timeout_s, options=options)
 
 

@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     guard: str | None = None
     guard_url: str | None = None
     guard_model: str | None = None
+    guard_api_key: SecretStr | None = None  # RSAFE_GUARD_API_KEY: for guard servers that need a key
 
     block_log: Path = Path("logs/blocks.jsonl")
     block_log_max_bytes: int = 50 * 1024 * 1024
