@@ -2,7 +2,7 @@
 # vLLM service, see docker-compose.yml).
 #
 # torch: `torch==2.13.0` from PyPI is the CUDA build (Linux x86_64 wheels there bundle CUDA: several GB
-# of nvidia-* wheels). The CPU-only wheel (`2.13.0+cpu`, a few hundred MB) lives on PyTorch's own index,
+# of nvidia-* wheels). The CPU-only wheel (`2.13.0+cpu`: ~190 MB, ~750 MB installed) is on PyTorch's own index,
 # which is therefore the default here:
 #     docker build .                                             # CPU wheel from download.pytorch.org/whl/cpu
 #     docker build --build-arg TORCH_INDEX_URL= .                # pip's configured index instead (PyPI:
@@ -10,13 +10,14 @@
 #     docker build --build-arg TORCH_INDEX_URL=http://mirror/whl/cpu .   # a mirror of the CPU index
 # Where download.pytorch.org cannot be reached (a machine that sees only PyPI), the default build fails
 # at this step rather than silently pulling the CUDA build; pass TORCH_INDEX_URL= (or a mirror) then.
-# PIP_INDEX_URL / PIP_EXTRA_INDEX_URL / PIP_TRUSTED_HOST build arguments reach every pip call below, for
-# builds that must use a private package index.
+# PIP_INDEX_URL / PIP_EXTRA_INDEX_URL / PIP_FIND_LINKS / PIP_TRUSTED_HOST build arguments reach every pip
+# call below, for builds that must use a private package index. More in docs/deploy.md.
 ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ARG PIP_INDEX_URL
 ARG PIP_EXTRA_INDEX_URL
+ARG PIP_FIND_LINKS
 ARG PIP_TRUSTED_HOST
 ENV PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 WORKDIR /app

@@ -49,8 +49,9 @@ train-demo: $(VENV)/.test-installed
 train-embedded: $(VENV)/.test-installed
 	$(BIN)/python -m training.embedded --data ../shared/data/train --out guard/embedded/weights --seed 0
 
+# The bench files ship in data/bench/ (licences and row counts: data/bench/README.md).
 eval: $(VENV)/.serve-installed
-	$(BIN)/rsafe eval --guard embedded --data ../shared/data/bench --out reports/embedded --concurrency 16
+	$(BIN)/rsafe eval --guard embedded --data data/bench --out reports/embedded --concurrency 16
 
 bench: $(VENV)/.test-installed
 	$(BIN)/python benchmarks/gateway_overhead.py

@@ -1,6 +1,10 @@
 """`rsafe eval` (and `python -m guard.evaluation`): score a guard backend on JSONL sets.
 
-    rsafe eval --guard embedded --data ../shared/data/bench --out reports/embedded
+    rsafe eval --guard embedded --data data/bench --out reports/embedded
+
+The policies every row is judged against (`--policies`, default: the project's policies.yaml,
+which you may have edited) are named on the console, in eval.json and in eval.md: path, policy
+version, and the file's SHA-256, so a run can be matched to the exact file it used.
 
 The function is Typer-compatible so the gateway CLI can register it as is:
 `app.command("eval")(eval_command)`.
@@ -9,6 +13,7 @@ The function is Typer-compatible so the gateway CLI can register it as is:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import shlex
 import sys
 from pathlib import Path
@@ -19,11 +24,12 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CATEGORY_POLICIES = Path(__file__).resolve().parents[1] / "evalpolicies" / "openai_categories.yaml"
+BENCH = ROOT / "data" / "bench"  # shipped with the repository (data/bench/README.md: sources, licences)
 
 
 def eval_command(
     guard: Annotated[str, typer.Option(help="guard backend name from the registry (embedded, rsafe, cascade, patterns)")] = "embedded",
-    data: Annotated[Optional[list[Path]], typer.Option(help="JSONL file or folder of them (repeatable)")] = None,
+    data: Annotated[Optional[list[Path]], typer.Option(help="JSONL file or folder of them (repeatable) [default: data/bench]")] = None,
     out: Annotated[Path, typer.Option(help="report folder (eval.json, eval.md, PNG charts)")] = Path("reports/eval"),
     policies: Annotated[Path, typer.Option(help="policies file whose model-engine policies judge every row")] = ROOT / "policies.yaml",
     category_policies: Annotated[Path, typer.Option(help="one policy per category, for files that carry `categories`")] = CATEGORY_POLICIES,
@@ -38,7 +44,10 @@ def eval_command(
     from guard.policies import PolicySet
     from guard.registry import build_guard
 
-    paths = data or [ROOT.parent / "shared" / "data" / "bench"]
+    paths = data or [BENCH]
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        raise typer.BadParameter(f"no such file or folder: {', '.join(map(str, missing))}", param_hint="--data")
     files, ignored = data_mod.load(paths, limit)
     for path in ignored:
         typer.echo(f"skipped {path}: no rows in the eval schema", err=True)
@@ -46,6 +55,10 @@ def eval_command(
         raise typer.BadParameter("no scorable rows in --data", param_hint="--data")
     policy_set = PolicySet.load(policies)
     cat_set = PolicySet.load(category_policies) if category_policies and Path(category_policies).exists() else None
+    engine = runner.engine_for(guard)
+    used = policies_used(policies, policy_set, engine)
+    typer.echo(f"policies: {used['path']} (version {used['version']}, sha256 {used['sha256'][:16]}, "
+               f"{len(used['ids'])} {engine} policies: {', '.join(used['ids'])})")
     options = dict(policy_set.settings.guard.options) if policy_set.settings.guard.backend == guard else {}
     for item in option or []:
         key, sep, value = item.partition("=")
@@ -56,7 +69,7 @@ def eval_command(
 
     async def go():
         try:
-            return await runner.run_all(backend, files, policy_set, cat_set, concurrency, timeout_s, engine=runner.engine_for(guard))
+            return await runner.run_all(backend, files, policy_set, cat_set, concurrency, timeout_s, engine=engine)
         finally:
             await backend.aclose()
 
@@ -68,6 +81,8 @@ def eval_command(
         "command": _command_line(),
         "policies": str(policies),
         "policy_version": policy_set.version,
+        "policies_used": used,
+        "category_policies": None if cat_set is None else policies_used(category_policies, cat_set, engine),
         "concurrency": concurrency,
         "options": {k: str(v) for k, v in options.items()},
         "limit": limit,
@@ -85,7 +100,18 @@ def eval_command(
     for task in ("prompt", "response"):
         if avg[task]["files"]:
             typer.echo(f"{task} weighted F1 = {100 * avg[task]['weighted_f1']:.1f}")
+    typer.echo(f"policies: {used['path']} (version {used['version']}, sha256 {used['sha256'][:16]})")
     typer.echo("wrote " + ", ".join(str(p) for p in written))
+
+
+def policies_used(path: Path, policy_set, engine: str = "model") -> dict:
+    """Which policies a run judged against: the file (resolved), its policy version, the SHA-256 of
+    its bytes (stable across gateway versions, unlike the version, which hashes the parsed schema
+    with its defaults), and the ids of the enabled policies of the engine the guard runs."""
+    path = Path(path).resolve()
+    ids = [p.id for p in policy_set.policies if p.engine == engine and p.enabled]
+    return {"path": str(path), "version": policy_set.version, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "engine": engine, "ids": ids}
 
 
 def _command_line() -> str:

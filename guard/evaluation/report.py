@@ -80,7 +80,7 @@ def write(out: Path, summary: dict[str, Any], run_info: dict[str, Any], latencie
         f"# Guard evaluation: `{run_info['guard']}`\n",
         f"- command: `{run_info['command']}`",
         f"- date: {run_info['date']}; machine: {run_info['machine']}",
-        f"- policies: `{run_info['policies']}`; concurrency {run_info['concurrency']}\n",
+        f"- policies: {_policies_line(run_info)}; concurrency {run_info['concurrency']}\n",
         "## F1 on unsafe (x100), beside published guards (GuardReasoner paper tables)\n",
         comparison_table(summary, run_info["guard"]),
         "\nPublished W.avg columns average all four prompt (or response) files of the paper; ours averages the files of this run.",
@@ -105,6 +105,14 @@ def write(out: Path, summary: dict[str, Any], run_info: dict[str, Any], latencie
     except ImportError:  # matplotlib is the `eval` extra; the numbers stand without charts
         pass
     return written
+
+
+def _policies_line(run_info: dict[str, Any]) -> str:
+    used = run_info.get("policies_used")
+    if not used:
+        return f"`{run_info['policies']}`"
+    return (f"`{used['path']}` (version `{used['version']}`, sha256 `{used['sha256'][:16]}`; "
+            f"{len(used['ids'])} {used['engine']} policies: {', '.join(used['ids'])})")
 
 
 def _cpus() -> int:
