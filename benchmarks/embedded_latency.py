@@ -98,6 +98,7 @@ async def run(args, precision: str) -> dict:
         "mean_batch": round(len(queue) / max(1, batches), 1),
         "padding_fraction": round(padding, 3),
         **await conversation(build_guard("embedded", opts, policies), active, policies.version, texts),
+        **await long_texts(build_guard("embedded", {**opts, "turn_cache": 0}, policies), active, policies.version),
         "threads": args.threads,
         "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
     }
@@ -121,6 +122,25 @@ async def conversation(guard, active, version: str, texts: list[str], turns: int
     first, last = statistics.median(firsts), statistics.median(lasts)
     return {"conv_first_ms": round(first * 1000, 2), f"conv_turn{turns}_ms": round(last * 1000, 2),
             f"conv_turn{turns}_over_first": round(last / first, 2)}
+
+
+async def long_texts(guard, active, version: str, sizes=(8_000, 32_000, 128_000)) -> dict:
+    """One check of a long text, read whole: wall time and the per-1,000-characters cost (linear
+    means the last number stays flat as the text grows)."""
+    from guard.policies import Direction
+    from guard.verdict import CheckRequest, Turn
+
+    sentence = "The quarterly report shows steady growth in every region, with costs kept under control. "
+    out = {}
+    for n in sizes:
+        text = (sentence * (n // len(sentence) + 1))[:n]
+        s = time.perf_counter()
+        await guard.check(CheckRequest(Direction.INPUT, (Turn("user", text),), active, version))
+        ms = (time.perf_counter() - s) * 1000
+        out[f"long_{n // 1000}k_ms"] = round(ms, 1)
+        out[f"long_{n // 1000}k_ms_per_1k_chars"] = round(ms / (n / 1000), 2)
+    await guard.aclose()
+    return out
 
 
 def main() -> None:

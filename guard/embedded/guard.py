@@ -16,8 +16,8 @@ What keeps that cheap:
   CPU has it (`guard/embedded/encoder.py`);
 - policy embeddings computed once per policy text.
 
-Limits: a check reads at most `max_chars` characters of judged text (256 Ki by
-default, about 2 s of encoder time on 2 cores). Past that the verdict says
+Limits: a check reads at most `max_chars` characters of judged text (128 Ki by
+default; the cost per 1,000 characters is in docs/benchmarks.md). Past that the verdict says
 `truncated=True` and the pipeline applies each policy's failure mode (closed by
 default): text that is not read is never passed as safe. Empty judged text is
 "nothing to judge" (score 0); text that cannot be encoded as UTF-8 is repaired
@@ -51,7 +51,7 @@ class EmbeddedOptions(BaseModel):
 
     weights: str | None = None  # a directory with head.safetensors + meta.json (default: shipped)
     max_tokens: int | None = Field(default=None, ge=8, le=512)  # tokens per window (default: what the head was trained on)
-    max_chars: int = Field(default=262_144, ge=1)  # judged characters read per check; past it: truncated
+    max_chars: int = Field(default=131_072, ge=1)  # judged characters read per check; past it: truncated
     max_batch: int = Field(default=32, ge=1)  # windows-bearing texts per forward batch
     max_wait_ms: float = Field(default=0.0, ge=0)  # extra wait for company; 0: jobs that queue while a pass runs share the next
     threads: int = Field(default=2, ge=1)  # torch intra-op threads
@@ -145,16 +145,22 @@ class EmbeddedGuard:
         self.batcher = MicroBatcher(self._forward, options.max_batch, options.max_wait_ms / 1000)
 
     def warm(self, policies: tuple[Policy, ...]) -> None:
-        """Embed the configured policies at start-up (sync, before any check runs).
-
-        Also runs the first forward pass, so the first real request does not pay for
-        torch's lazy initialization.
+        """Embed the configured policies and their examples at start-up (sync, before any check
+        runs). Those passes are also the first forward passes, so the first real request does
+        not pay for torch's lazy initialization.
         """
-        texts = [p.text for p in policies if p.engine == "model" and p.text not in self._policy_cache]
-        if texts:
-            feats = self.encoder.embed(texts, max_tokens=POLICY_KEY[1])
+        model = [p for p in policies if p.engine == "model"]
+        texts = [p.text for p in model if p.text not in self._policy_cache]
+        examples = [] if not self.examples.enabled else [
+            t for p in model for t in (*p.examples.unsafe, *p.examples.safe) if t.strip() and t not in self.examples._emb]
+        examples = list(dict.fromkeys(examples))
+        if texts or examples:  # one set of passes for both: they are read the same way (POLICY_KEY)
+            feats = self.encoder.embed(texts + examples, max_tokens=POLICY_KEY[1])
             self._policy_cache.update({t: f[:DIM].clone() for t, f in zip(texts, feats)})
-        self.encoder.embed(["warm-up"], max_tokens=self.max_tokens)
+            for t, f in zip(examples, feats[len(texts):]):
+                self.examples._emb[t] = torch.nn.functional.normalize(f[:DIM].float(), dim=-1)
+        else:  # nothing to embed: one pass anyway, for torch's lazy initialization
+            self.encoder.embed(["warm-up"], max_tokens=self.max_tokens)
 
     # ---- worker-thread side -------------------------------------------------------------
     def _forward(self, texts: list[str], key) -> tuple[list[torch.Tensor], list[bool]]:
@@ -178,8 +184,9 @@ class EmbeddedGuard:
         n = windows.shape[0]
         ctx = context.expand(n, FEATURE_DIM) if context is not None else torch.zeros(n, FEATURE_DIM)
         has = torch.full((n,), 1.0 if context is not None else 0.0)
-        with torch.inference_mode():
-            logits = self.head.grid(windows, ctx, has, policies)
+        with torch.inference_mode():  # in slices, so a long text never builds one huge pair matrix
+            logits = torch.cat([self.head.grid(windows[k : k + 256], ctx[k : k + 256], has[k : k + 256], policies)
+                                for k in range(0, n, 256)])
         z = logits / self.meta.temperature + self.meta.bias
         if ex is not None:
             z = z + ex.shift(windows)
