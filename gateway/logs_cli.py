@@ -75,22 +75,77 @@ def _console():
     return Console(highlight=False)
 
 
-def _table(records: list[dict[str, Any]]):
+# Table columns, left to right. A narrow terminal drops optional ones (lowest priority first) rather
+# than cutting cells: a request id is never shortened, so it can be pasted into `rsafe logs show`.
+COLUMNS = ("time (UTC)", "request", "dir", "decision", "policies", "model", "key", "guard", "ms")
+ESSENTIAL = ("time (UTC)", "request", "decision")
+BY_PRIORITY = ("policies", "dir", "model", "guard", "ms", "key")
+GAP = 2  # rich's cell padding between two columns (box=None, pad_edge=False)
+
+
+def _cells(r: dict[str, Any]) -> dict[str, str]:
+    ms = r.get("latency_ms")
+    return {
+        "time (UTC)": (r.get("ts") or "")[:19].replace("T", " "), "request": r.get("request_id") or "",
+        "dir": r.get("direction") or "", "decision": logread.kind(r), "policies": ", ".join(r.get("policies") or ()),
+        "model": r.get("model") or "", "key": r.get("key_id") or "", "guard": r.get("decided_by") or r.get("guard") or "",
+        "ms": f"{ms:.1f}" if isinstance(ms, (int, float)) else "",
+    }
+
+
+def _fit(rows: list[dict[str, str]], width: int) -> tuple[list[str], dict[str, int]] | None:
+    """The columns that fit in `width` at full width (None when even the essential ones do not), and
+    each column's width. Only `policies` may wrap (at its commas), down to its longest policy id."""
+    natural = {c: max([len(c), *(len(row[c]) for row in rows)]) for c in COLUMNS}
+    narrowest = {**natural, "policies": max([len("policies"), *(len(p) for row in rows for p in row["policies"].split(", "))])}
+
+    def need(cols) -> int:
+        return sum(narrowest[c] for c in cols) + GAP * (len(cols) - 1)
+
+    chosen = list(ESSENTIAL)
+    if need(chosen) > width:
+        return None
+    for col in BY_PRIORITY:
+        if need([*chosen, col]) <= width:
+            chosen.append(col)
+    return [c for c in COLUMNS if c in chosen], natural
+
+
+def _table(records: list[dict[str, Any]], width: int = 10_000):
+    """A table of `records` for a terminal `width` columns wide, or None when it cannot hold a whole
+    request id (then each record goes on its own soft-wrapped line: see `_line`)."""
+    from rich.markup import escape
     from rich.table import Table
 
+    rows = [_cells(r) for r in records]
+    fit = _fit(rows, width)
+    if fit is None:
+        return None
+    cols, natural = fit
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for col in ("time (UTC)", "request", "dir", "decision", "policies", "model", "key", "guard", "ms"):
-        table.add_column(col, no_wrap=col != "policies", justify="right" if col == "ms" else "left")
-    for r in records:
-        kind = logread.kind(r)
-        ts = (r.get("ts") or "")[:19].replace("T", " ")
-        ms = r.get("latency_ms")
-        table.add_row(
-            ts, r.get("request_id") or "", r.get("direction") or "", f"[{_COLORS.get(kind, '')}]{kind}[/]",
-            ",".join(r.get("policies") or ()), r.get("model") or "", r.get("key_id") or "",
-            r.get("decided_by") or r.get("guard") or "", f"{ms:.1f}" if isinstance(ms, (int, float)) else "",
-        )
+    for col in cols:
+        wraps = col == "policies"
+        table.add_column(col, no_wrap=not wraps, min_width=None if wraps else natural[col],
+                         justify="right" if col == "ms" else "left")
+    for row in rows:
+        kind = row["decision"]
+        table.add_row(*(f"[{_COLORS.get(kind, '')}]{kind}[/]" if c == "decision" else escape(row[c]) for c in cols))
+    hidden = [c for c in COLUMNS if c not in cols]
+    if hidden:
+        table.caption = f"(narrow terminal: {', '.join(hidden)} hidden; --json shows all)"
+        table.caption_justify = "left"
+        table.caption_style = "dim"
     return table
+
+
+def _print_records(records: list[dict[str, Any]]) -> None:
+    console = _console()
+    table = _table(records, console.width)
+    if table is not None:
+        console.print(table)
+        return
+    for r in records:  # too narrow for a table: one line per record, wrapped by the terminal, never cut
+        console.print(_line(r), soft_wrap=True)
 
 
 def _line(r: dict[str, Any]) -> str:
@@ -124,7 +179,7 @@ def tail(
         for r in records:
             _emit_json(r)
     elif records:
-        _console().print(_table(records))
+        _print_records(records)
     elif not follow:
         _console().print(f"[dim]no matching records in {path}[/]")
     if not follow:
