@@ -23,7 +23,13 @@ from guard.patterns import INLINE_LIMIT, PatternsGuard, redact
 from guard.policies import Action, Direction, FailureMode, Policy, PolicySet
 from guard.verdict import CheckRequest, Guard, Span, Turn, Verdict
 
-_RANK = {"allow": 0, "flag": 1, "rewrite": 2, "block": 3}
+ACTIONS = ("allow", "flag", "rewrite", "block")  # weakest to strictest: the precedence of actions
+_RANK = {a: i for i, a in enumerate(ACTIONS)}
+
+
+def strictest(actions) -> str:
+    """The action that wins among several (block > rewrite > flag > allow); allow for none."""
+    return max(actions, key=_RANK.__getitem__, default="allow")
 
 
 @dataclass(slots=True)
@@ -100,7 +106,7 @@ class Moderator:
 
     @property
     def guard_name(self) -> str | None:
-        return getattr(self.model_guard, "name", None)
+        return self.model_guard.name if self.model_guard is not None else None
 
     async def aclose(self) -> None:
         if self.model_guard is not None:
@@ -222,7 +228,7 @@ class Moderator:
             decision.truncated = verdict.truncated
             decision.cached = verdict.cached
         else:
-            decision.backend = getattr(self.model_guard, "name", "")
+            decision.backend = self.guard_name or ""
         missing = [p.id for p in policies if verdict is not None and p.id not in verdict.results]
         if error is None and missing:
             error = f"guard gave no verdict for {', '.join(missing)}"
