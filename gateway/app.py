@@ -112,6 +112,7 @@ def create_app(settings: Settings, *, upstream: Upstream | None = None, guard: G
         Route("/v1/responses", routes.moderated(RESPONSES), methods=["POST"], name="responses"),
         Route("/v1/embeddings", routes.moderated(EMBEDDINGS), methods=["POST"], name="embeddings"),
         Route("/v1/models", routes.models, methods=["GET"], name="models"),
+        Route("/v1/models/{model_id:path}", routes.model, methods=["GET"], name="model"),
     ]
     return Starlette(
         routes=service_routes + ([] if settings.guard_only else proxy_routes),

@@ -3,6 +3,7 @@
     GatewayError                    -> {"error": {"message", "type", "param", "code"}}
     ├── BadRequest          400  invalid_request_error
     │   └── ContentBlocked  400  code=content_filter, param=<policy id>, x-should-retry: false
+    │                            (the message ends with the safety-system sentence LiteLLM maps)
     ├── Unauthorized        401  invalid_api_key
     ├── NotFound            404  not_found
     ├── MethodNotAllowed    405
@@ -53,7 +54,24 @@ class BadRequest(GatewayError):
 
 
 class ContentBlocked(BadRequest):
+    """An input block. The message is the policy's own, followed by the sentence OpenAI uses for
+    its safety system's rejections, which is what LiteLLM's SDK matches (by text, not by `code`) to
+    raise `litellm.ContentPolicyViolationError` for OpenAI-compatible providers; `innererror.code`
+    is Azure's, which LiteLLM's azure provider reads. `policy_message` is the message alone."""
+
     code = "content_filter"
+    SAFETY_PHRASE = "Your request was rejected as a result of the safety system."
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        self.policy_message = message
+        if "request was rejected as a result of the safety system" not in message.lower():
+            message = f"{message} ({self.SAFETY_PHRASE})" if message else self.SAFETY_PHRASE
+        super().__init__(message, param=param)
+
+    def body(self) -> dict:
+        body = super().body()
+        body["error"]["innererror"] = {"code": "ResponsibleAIPolicyViolation", "policy": self.param}
+        return body
 
     def headers(self) -> dict[str, str]:
         # SDKs retry on their own; a policy block must never be retried.

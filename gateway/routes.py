@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -13,7 +14,9 @@ import structlog
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from gateway.errors import BadRequest, ClientGone, GatewayError, PayloadTooLarge, RequestTimeout, Unauthorized
+from gateway.errors import (
+    BadRequest, ClientGone, GatewayError, NotFound, PayloadTooLarge, RequestTimeout, Unauthorized, UpstreamStatusError,
+)
 from gateway.service import Gateway, RequestContext
 from gateway.streaming import sse
 
@@ -139,6 +142,30 @@ async def models(request: Request) -> Response:
     return _json(await gw.upstream.get("/models", ctx.client_auth))
 
 
+async def model(request: Request) -> Response:
+    """`GET /v1/models/{id}`: relayed to the upstream that serves the model; an upstream with no
+    per-model route (vLLM answers 404) is asked for its list instead. A litellm route has no models
+    endpoint: the model is answered from the configured route."""
+    gw = gateway_of(request)
+    ctx = context(request, "model")
+    model_id = request.path_params["model_id"]
+    route = gw.settings.route_for(model_id)
+    if route.provider == "litellm":
+        return _json({"id": model_id, "object": "model", "created": 0, "owned_by": "rsafe-gateway"})
+    name = route.model or model_id
+    try:
+        found = await gw.upstream.get("/models/" + urllib.parse.quote(name), ctx.client_auth, model=model_id)
+    except UpstreamStatusError as exc:
+        if exc.status not in (404, 405):
+            raise
+        listing = await gw.upstream.get("/models", ctx.client_auth, model=model_id)
+        data = listing.get("data") if isinstance(listing.get("data"), list) else []
+        found = next((m for m in data if isinstance(m, dict) and m.get("id") == name), None)
+        if found is None:
+            raise NotFound(f"The model '{model_id}' does not exist", param="model", code="model_not_found") from exc
+    return _json({**found, "id": model_id} if route.model else found)
+
+
 async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
@@ -150,7 +177,7 @@ async def readyz(request: Request) -> Response:
         "status": "ready",
         "policy_version": store.current.version,
         "policies_loaded_at": store.loaded_at,
-        "guard": getattr(gw.moderator.model_guard, "name", None),
+        "guard": gw.moderator.guard_name,
         "last_reload_error": store.last_error,
     }
     if store.last_error:

@@ -24,7 +24,8 @@ from gateway.policystore import PolicyStore
 from gateway.retention import RetentionTask
 from gateway.settings import Settings
 from gateway.responses_stream import ResponsesStream
-from gateway.streaming import ChatStream, passthrough
+from gateway.blocked_reply import blocked_reply
+from gateway.streaming import ChatStream, passthrough, prompt_estimate
 from gateway.upstream import Upstream
 from guard.policies import Direction, GuardSettings, PolicySet
 from guard.cache import build_cached
@@ -210,14 +211,20 @@ class Gateway:
             finally:
                 self.metrics.upstream_latency.labels(ctx.route).observe(time.perf_counter() - start)
 
-        result, decision_in = await self.guarded_call(ctx, turns, pieces, call)
+        try:
+            result, decision_in = await self.guarded_call(ctx, turns, pieces, call)
+        except ContentBlocked as exc:
+            if api.stream_kind is None or self.input_block(ctx, exc.param) != "completion":
+                raise
+            return blocked_reply(api.stream_kind, body, exc.policy_message, stream), {
+                "x-rsafe-policy-version": self.policies.version, "x-rsafe-input-decision": "block"}
         headers = {
             "x-rsafe-policy-version": self.policies.version,
             "x-rsafe-policies-checked": ",".join(decision_in.checked),
             "x-rsafe-input-decision": decision_in.action,
         }
         if stream:
-            return self._stream_output(ctx, api.stream_kind, turns, result), headers
+            return self._stream_output(ctx, api.stream_kind, turns, result, body), headers
         headers["x-rsafe-output-decision"] = await self._moderate_output(ctx, api, turns, result)
         return result, headers
 
@@ -241,7 +248,16 @@ class Gateway:
         actions = await asyncio.gather(*(one(u) for u in units))
         return max(actions, key=_RANKS.index, default="allow")
 
-    def _stream_output(self, ctx: RequestContext, kind: str, turns: tuple[Turn, ...], events: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+    def input_block(self, ctx: RequestContext, policy_id: str | None) -> str:
+        """How an input block is answered: the gateway key's `input_block`, else the policy's."""
+        key = next((k for k in self.settings.gateway_keys if k.id == ctx.key_id), None)
+        if key is not None and key.input_block is not None:
+            return key.input_block
+        policy = self.policies.by_id.get(policy_id or "")
+        return policy.input_block if policy is not None else "error"
+
+    def _stream_output(self, ctx: RequestContext, kind: str, turns: tuple[Turn, ...], events: AsyncIterator[Any],
+                       body: dict[str, Any]) -> AsyncIterator[bytes]:
         context = _context(turns)
 
         async def check(text: str, pieces: list[str]) -> Decision:
@@ -256,7 +272,9 @@ class Gateway:
         settings = self.policies.settings.stream
         if kind == "responses":
             return ResponsesStream(settings, check, self.metrics.holdback, on_cut=cut).run(events)
-        return ChatStream(settings, check, kind, self.metrics.holdback, on_cut=cut).run(events)
+        options = body.get("stream_options")
+        usage = prompt_estimate(turns) if isinstance(options, dict) and options.get("include_usage") else None
+        return ChatStream(settings, check, kind, self.metrics.holdback, on_cut=cut, prompt_tokens=usage).run(events)
 
     def stream_cut(self, ctx: RequestContext, error: GatewayError) -> None:
         """The upstream stream stopped early or broke: counted, logged, and one block-log line."""

@@ -40,6 +40,8 @@ class GatewayKey(BaseModel):
 
     id: str
     key: SecretStr
+    # How input blocks are answered for this key (see Policy.input_block); None: the policy says.
+    input_block: Literal["error", "completion"] | None = None
 
 
 class Settings(BaseSettings):

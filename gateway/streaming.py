@@ -27,6 +27,7 @@ raises as `APIError`), or with `content_filter` if the final check blocks what w
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from gateway.errors import GatewayError, UpstreamStreamCut
 from gateway.pipeline import Decision
 from gateway.upstream import DONE
 from guard.policies import StreamSettings
+from guard.verdict import Turn
 
 # check(text_under_judgement, pieces) -> Decision ; the caller binds policies, context and logging.
 CheckFn = Callable[[str, list[str]], Awaitable[Decision]]
@@ -49,6 +51,11 @@ DONE_LINE = b"data: [DONE]\n\n"
 
 def sse(event: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(event) + b"\n\n"
+
+
+def prompt_estimate(turns: tuple[Turn, ...]) -> int:
+    """Prompt tokens, estimated at 4 characters a token (for a usage chunk the upstream never sent)."""
+    return math.ceil(sum(len(t.text) for t in turns) / 4)
 
 
 def cut_error(error: GatewayError | None) -> GatewayError:
@@ -142,6 +149,7 @@ class _Choice:
     window: Window
     tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
     ended: bool = False
+    released: bool = False  # some text of this choice has gone out
 
 
 class ChatStream:
@@ -150,12 +158,15 @@ class ChatStream:
 
     Tool-call deltas are accumulated per choice and released, checked, with the finish
     chunk. Chunks with no text (role, usage) pass through. On a block the choice ends with
-    `finish_reason: "content_filter"` (and the policy message); when every choice has ended
-    that way the upstream is closed and `data: [DONE]` is sent.
+    `finish_reason: "content_filter"`, the policy message kept apart from the text already
+    released (`block_message`: in `delta.refusal`, or in a content chunk of its own after a
+    blank line; legacy completions have no refusal field); when every choice has ended that way
+    the upstream is closed, the usage chunk is sent if the client asked for one (`prompt_tokens`
+    is then the prompt's estimate: the upstream never sent its count) and then `data: [DONE]`.
     """
 
     def __init__(self, settings: StreamSettings, check: CheckFn, kind: str = "chat", holdback: Any = None,
-                 on_cut: CutFn | None = None) -> None:
+                 on_cut: CutFn | None = None, prompt_tokens: int | None = None) -> None:
         self.settings = settings
         self.check = check
         self.kind = kind
@@ -164,13 +175,18 @@ class ChatStream:
         self.choices: dict[int, _Choice] = {}
         self.template: dict[str, Any] = {}
         self.cut = False
+        self.prompt_tokens = prompt_tokens  # None: the client did not ask for usage
+        self.deltas = 0  # upstream text deltas: about one token each from OpenAI-compatible servers
+        self.usage: dict[str, Any] | None = None  # the last usage an upstream chunk carried
 
     def _chunk(self, index: int, text: str | None = None, finish: str | None = None,
-               tool_calls: list[dict[str, Any]] | None = None) -> bytes:
+               tool_calls: list[dict[str, Any]] | None = None, refusal: str | None = None) -> bytes:
         if self.kind == "chat":
             delta: dict[str, Any] = {}
             if text:
                 delta["content"] = text
+            if refusal:
+                delta["refusal"] = refusal
             if tool_calls:
                 delta["tool_calls"] = tool_calls
             choice = {"index": index, "delta": delta, "finish_reason": finish}
@@ -178,10 +194,23 @@ class ChatStream:
             choice = {"index": index, "text": text or "", "logprobs": None, "finish_reason": finish}
         return sse({**self.template, "choices": [choice]})
 
-    def _end(self, state: _Choice, decision: Decision) -> bytes:
+    def _end(self, state: _Choice, decision: Decision) -> list[bytes]:
         state.ended = True
         self.cut = True
-        return self._chunk(state.index, decision.message() or None, "content_filter")
+        message, out = decision.message(), []
+        if message and self.kind == "chat" and self.settings.block_message == "refusal":
+            out.append(self._chunk(state.index, refusal=message))
+        elif message:
+            out.append(self._chunk(state.index, ("\n\n" if state.released else "") + message))
+        out.append(self._chunk(state.index, finish="content_filter"))
+        if self.prompt_tokens is not None and all(c.ended for c in self.choices.values()):
+            out.append(self._usage_chunk())  # the upstream is closed now: its usage chunk never comes
+        return out
+
+    def _usage_chunk(self) -> bytes:
+        usage = self.usage or {"prompt_tokens": self.prompt_tokens or 0, "completion_tokens": self.deltas,
+                               "total_tokens": (self.prompt_tokens or 0) + self.deltas, "rsafe_estimated": True}
+        return sse({**self.template, "choices": [], "usage": usage})
 
     def run(self, events: AsyncIterator[Any]) -> AsyncIterator[bytes]:
         # every choice ended by a block: close the upstream now
@@ -199,8 +228,9 @@ class ChatStream:
         for state in open_choices:
             released, blocked, _ = await state.window.finish()
             if blocked is not None:
-                out.append(self._end(state, blocked))
+                out += self._end(state, blocked)
             elif released:
+                state.released = True
                 out.append(self._chunk(state.index, released))
         error = cut_error(error)
         if self.on_cut is not None:
@@ -213,6 +243,8 @@ class ChatStream:
         for key in ("id", "object", "created", "model", "system_fingerprint"):
             if key in event:
                 self.template[key] = event[key]
+        if isinstance(event.get("usage"), dict):
+            self.usage = event["usage"]
         choices = event.get("choices") or []
         if not choices:
             return [sse(event)]  # the usage chunk and the like
@@ -235,11 +267,13 @@ class ChatStream:
             for call in calls:
                 _merge_call(state.tool_calls, call)
             if text:
+                self.deltas += 1
                 released, blocked = await state.window.feed(text)
                 if released:
+                    state.released = True
                     out.append(self._chunk(index, released))
                 if blocked is not None:
-                    out.append(self._end(state, blocked))
+                    out += self._end(state, blocked)
                     continue
             if choice.get("finish_reason"):
                 out += await self._finish(state, choice["finish_reason"])
@@ -251,7 +285,8 @@ class ChatStream:
         calls = [state.tool_calls[i] for i in sorted(state.tool_calls)]
         released, blocked, rewrites = await state.window.finish([c["function"]["arguments"] for c in calls])
         if blocked is not None:
-            return [self._end(state, blocked)]
+            return self._end(state, blocked)
+        state.released = state.released or bool(released)
         out = [self._chunk(state.index, released)] if released else []
         if calls:
             args = [c for c in calls if c["function"]["arguments"]]

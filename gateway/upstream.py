@@ -88,8 +88,9 @@ class Upstream:
         payload = raw if raw is not None and not route.model else orjson.dumps(self._renamed(route, body))
         return await self._call("POST", url, headers, payload)
 
-    async def get(self, path: str, client_auth: str | None) -> dict[str, Any]:
-        url, headers = self._target(self.settings.route_for(""), path, client_auth)
+    async def get(self, path: str, client_auth: str | None, model: str = "") -> dict[str, Any]:
+        """GET from the upstream that serves `model` (the default upstream when "")."""
+        url, headers = self._target(self.settings.route_for(model), path, client_auth)
         return await self._call("GET", url, headers, None)
 
     async def _call(self, method: str, url: str, headers: dict[str, str], payload: bytes | None) -> dict[str, Any]:

@@ -1,8 +1,12 @@
 """OpenAI `/v1/moderations` response shape from a guard verdict (pure functions).
 
 OpenAI's shape keys `categories` (bool) and `category_scores` (float) by
-category name; here the categories are the user's policy ids, so any client
-that reads OpenAI moderations reads our policies. Extra fields, ignored by
+category name. Here every result carries two sets of keys: the user's policy ids (so a
+client reads our policies), and OpenAI's 13 categories, filled from the policies that
+declare them (`openai_categories`): a category is flagged when any policy mapped to it is,
+and its score is the highest of theirs; a category no policy maps to is `false` / 0.0. So
+openai-python's typed `result.categories.violence` works. A policy id that is also an OpenAI
+category name (`violence`) shares its key: flagged if either is. Extra fields, ignored by
 OpenAI SDKs (their models allow extra keys): `reasoning` (the guard's reasoning,
 bounded by the guard), `decided_by`, `policy_names`, and `error` when the check
 failed and the policies' failure modes decided.
@@ -15,10 +19,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, get_args
 
-from guard.policies import FailureMode, Policy
+from guard.policies import FailureMode, OpenAICategory, Policy
 from guard.verdict import Verdict
+
+OPENAI_CATEGORIES: tuple[str, ...] = get_args(OpenAICategory)
 
 
 def _score(violated: bool, score: float | None) -> float:
@@ -38,11 +44,15 @@ def moderation_result(verdict: Verdict | None, policies: Sequence[Policy], *, er
         else:
             categories[policy.id] = result.violated
             scores[policy.id] = round(_score(result.violated, result.score), 6)
+    for name in OPENAI_CATEGORIES:
+        mapped = [p.id for p in policies if name in p.openai_categories]
+        categories[name] = categories.get(name, False) or any(categories[pid] for pid in mapped)
+        scores[name] = max([scores.get(name, 0.0), *(scores[pid] for pid in mapped)])
     entry: dict[str, Any] = {
         "flagged": any(categories.values()),
         "categories": categories,
         "category_scores": scores,
-        "category_applied_input_types": {pid: ["text"] for pid in categories},
+        "category_applied_input_types": {key: ["text"] for key in categories},
         "policy_names": {p.id: p.name or p.id for p in policies},
         "reasoning": verdict.reasoning if verdict is not None else None,
         "decided_by": (verdict.decided_by or verdict.backend) if verdict is not None else None,

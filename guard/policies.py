@@ -41,6 +41,14 @@ class FailureMode(str, Enum):
     OPEN = "open"
 
 
+# OpenAI's moderation categories (`/v1/moderations`), which a policy can say it covers.
+OpenAICategory = Literal[
+    "harassment", "harassment/threatening", "hate", "hate/threatening", "illicit", "illicit/violent",
+    "self-harm", "self-harm/intent", "self-harm/instructions", "sexual", "sexual/minors",
+    "violence", "violence/graphic",
+]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -75,6 +83,12 @@ class Policy(_Strict):
     # Reasoning guard: force the reasoning path / per-policy token budget.
     reasoning: Literal["auto", "always", "never"] = "auto"
     enabled: bool = True
+    # `/v1/moderations` also reports a violation under these OpenAI category keys.
+    openai_categories: tuple[OpenAICategory, ...] = ()
+    # An input block answered as an HTTP 400 error (default) or as a 200 completion carrying
+    # the message with `finish_reason: "content_filter"` (for chat UIs, scanners); a gateway
+    # key's own `input_block` wins over this.
+    input_block: Literal["error", "completion"] = "error"
 
     @field_validator("applies_to", mode="before")
     @classmethod
@@ -152,6 +166,9 @@ class StreamSettings(_Strict):
     # Windows grow: the first check comes after this many characters (so the first words
     # appear quickly), then each window doubles up to window_chars.
     first_window_chars: int = Field(default=24, ge=8)
+    # Where a block's policy message goes in a chat stream: `refusal` (the chunk's `delta.refusal`,
+    # apart from the released text) or `content` (a content chunk of its own, after a blank line).
+    block_message: Literal["refusal", "content"] = "refusal"
 
     @model_validator(mode="after")
     def _overlap(self) -> StreamSettings:

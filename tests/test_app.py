@@ -60,7 +60,8 @@ def test_input_block_is_400_content_filter(client, fake, tmp_path):
     assert r.status_code == 400
     assert r.headers["x-should-retry"] == "false"
     err = r.json()["error"]
-    assert err["code"] == "content_filter" and err["param"] == "VIOLENCE" and err["message"] == "Blocked by VIOLENCE."
+    assert err["code"] == "content_filter" and err["param"] == "VIOLENCE"
+    assert err["message"] == "Blocked by VIOLENCE. (Your request was rejected as a result of the safety system.)"
     assert fake.state.calls == [], "a blocked request must not reach the upstream"
     (line,) = log_lines(tmp_path)
     assert line["decision"] == "block" and line["policies"] == ["VIOLENCE"] and line["direction"] == "input"

@@ -13,6 +13,11 @@ POLS = (
 )
 
 
+def by_policy(keys: dict) -> dict:
+    """The policy-id keys (each result also carries OpenAI's 13 category keys)."""
+    return {k: v for k, v in keys.items() if k in {p.id for p in POLS}}
+
+
 def test_shape_and_values() -> None:
     verdict = Verdict(
         "rsafe",
@@ -24,8 +29,8 @@ def test_shape_and_values() -> None:
     assert body["id"] == "modr-1" and body["model"] == "guard-7b"
     (res,) = body["results"]
     assert res["flagged"] is True
-    assert res["categories"] == {"S1": True, "S2": False, "SOFT": False}
-    assert res["category_scores"] == {"S1": 1.0, "S2": 0.125, "SOFT": 0.0}
+    assert by_policy(res["categories"]) == {"S1": True, "S2": False, "SOFT": False}
+    assert by_policy(res["category_scores"]) == {"S1": 1.0, "S2": 0.125, "SOFT": 0.0}
     assert res["reasoning"] == "asks for violence" and res["decided_by"] == "embedded+rsafe"
     assert res["policy_names"]["S1"] == "Violent crimes" and res["policy_names"]["S2"] == "S2"
     assert "error" not in res
@@ -35,9 +40,9 @@ def test_failed_check_applies_failure_modes() -> None:
     body = to_openai_moderation([None, Verdict("rsafe", {})], POLS, errors=["guard timed out", None])
     failed, partial = body["results"]
     assert failed["flagged"] and failed["error"] == "guard timed out"
-    assert failed["categories"] == {"S1": True, "S2": True, "SOFT": False}
+    assert by_policy(failed["categories"]) == {"S1": True, "S2": True, "SOFT": False}
     # a verdict that judged nothing: closed policies flagged, open ones not
-    assert partial["categories"] == {"S1": True, "S2": True, "SOFT": False}
+    assert by_policy(partial["categories"]) == {"S1": True, "S2": True, "SOFT": False}
     assert body["id"].startswith("modr-")
 
 
