@@ -73,9 +73,13 @@ class ContentBlocked(BadRequest):
         body["error"]["innererror"] = {"code": "ResponsibleAIPolicyViolation", "policy": self.param}
         return body
 
+    # The x-rsafe-* headers of the decision that blocked (policy version, policies checked, input
+    # decision), set by the gateway service, so a block carries them like any moderated answer.
+    decision_headers: dict[str, str] = {}
+
     def headers(self) -> dict[str, str]:
         # SDKs retry on their own; a policy block must never be retried.
-        return {"x-should-retry": "false"}
+        return {**self.decision_headers, "x-should-retry": "false"}
 
 
 class Unauthorized(GatewayError):

@@ -83,6 +83,10 @@ class Policy(_Strict):
     # Reasoning guard: force the reasoning path / per-policy token budget.
     reasoning: Literal["auto", "always", "never"] = "auto"
     enabled: bool = True
+    # `before`: content this policy covers must never reach the upstream. When an active input
+    # policy says so, the whole input check completes before the upstream call starts, whatever
+    # `settings.input_mode` is. None: `settings.input_mode` decides.
+    input_mode: Literal["before"] | None = None
     # `/v1/moderations` also reports a violation under these OpenAI category keys.
     openai_categories: tuple[OpenAICategory, ...] = ()
     # An input block answered as an HTTP 400 error (default) or as a 200 completion carrying
