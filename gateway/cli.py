@@ -135,56 +135,56 @@ def _serve(**overrides: object) -> None:
 def check(
     text: Annotated[str, typer.Argument(help="The text to moderate ('-' reads standard input)")],
     role: Annotated[Direction, typer.Option(help="input (a user message) or output (a model reply)")] = Direction.INPUT,
-    policies: Annotated[Path, typer.Option(help="Policies file")] = Path("policies.yaml"),
+    policies: Annotated[Path, typer.Option(help="Policies file (not with --url: the gateway's own apply)")] = Path("policies.yaml"),
     guard: Annotated[Optional[str], typer.Option(help="Guard backend (default: the file's)")] = None,
     guard_url: Annotated[Optional[str], typer.Option(help="Reasoning guard server URL")] = None,
     guard_model: Annotated[Optional[str], typer.Option(help="Reasoning guard model name")] = None,
     context: Annotated[str, typer.Option(help="For --role output: the user message it answers")] = "",
+    url: Annotated[Optional[str], typer.Option(
+        help="Ask a running gateway (its POST /v1/moderations) instead of loading a guard here: "
+             "milliseconds instead of seconds")] = None,
+    api_key: Annotated[Optional[str], typer.Option(
+        help="Gateway API key for --url, when the gateway requires one", envvar="RSAFE_API_KEY")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the gateway (--url)")] = 30.0,
 ) -> None:
-    """Moderate one text; prints the decision as JSON. Exit 0 when allowed, 3 when blocked."""
+    """Moderate one text; prints the decision as JSON. Exit 0 when allowed, 3 when blocked, 2 on errors."""
     if text == "-":
         text = sys.stdin.read()
-    try:
-        settings = _settings(policies=policies, guard=guard, guard_url=guard_url, guard_model=guard_model)
-        decision = asyncio.run(_check_once(settings, role, text, context))
-    except GuardEngineError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    if url is not None:
+        if guard or guard_url or guard_model:
+            typer.echo("error: --guard, --guard-url and --guard-model do not apply with --url (the gateway's guard "
+                       "judges)", err=True)
+            raise typer.Exit(2)
+        from gateway.check_remote import RemoteCheckError, check_remote
+
+        try:
+            decision = check_remote(url, role, text, context, api_key=api_key, timeout_s=timeout)
+        except RemoteCheckError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+    else:
+        try:
+            settings = _settings(policies=policies, guard=guard, guard_url=guard_url, guard_model=guard_model)
+            decision = asyncio.run(_check_once(settings, role, text, context))
+        except GuardEngineError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
     typer.echo(json.dumps(decision, indent=2))
     raise typer.Exit(EXIT_BLOCKED if decision["decision"] == "block" else 0)
 
 
 async def _check_once(settings, role: Direction, text: str, context: str) -> dict:
+    from gateway.checkreport import check_turns, report
     from gateway.pipeline import Moderator
     from gateway.service import make_guard
-    from guard.verdict import Turn
 
     policy_set = PolicySet.load(settings.policies)
     moderator = Moderator(make_guard(settings, policy_set), policy_set.settings.guard.timeout_s)
     try:
-        if role is Direction.OUTPUT:
-            turns = ((Turn("user", context),) if context else ()) + (Turn("assistant", text),)
-        else:
-            turns = (Turn("user", text),)
-        d = await moderator.check(policy_set, role, turns, [text])
+        d = await moderator.check(policy_set, role, check_turns(role, text, context), [text])
     finally:
         await moderator.aclose()
-    return {
-        "decision": d.action,
-        "direction": role.value,
-        "policies": [
-            {"policy": o.policy_id, "action": o.action, "reason": o.reason, "score": o.score} for o in d.outcomes
-        ],
-        "checked": d.checked,
-        "rewritten": d.rewrites.get(0),
-        "message": d.message() or None,
-        "guard": d.backend or None,
-        "decided_by": d.decided_by,
-        "reasoning": d.reasoning,
-        "error": d.error,
-        "latency_ms": round(d.latency_ms, 3),
-        "policy_version": policy_set.version,
-    }
+    return report(d, policy_set.version)
 
 
 @policies_app.command("validate")

