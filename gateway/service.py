@@ -143,20 +143,22 @@ class Gateway:
                            call: Callable[[bool], Awaitable[T]]) -> tuple[T, Decision]:
         """Input check + upstream call. `call(rewritten)` makes the upstream call.
 
-        `before`: check, then call. `concurrent`: the patterns (microseconds, and the only
+        `before` (`settings.input_mode`, or any active input policy with `input_mode: before`):
+        check, then call. `concurrent`: the patterns (microseconds, and the only
         source of redactions) run first; then the model guard and the upstream call run
         side by side. Nothing from the upstream is used before the check passes; a block
         cancels the call (its connection is closed), a rewrite restarts it with the new text.
+        A block raises ContentBlocked carrying the decision's x-rsafe-* headers.
         """
         texts = [p.text for p in pieces]
-        if self.policies.settings.input_mode == "before" or not texts:
+        if not texts or self.input_before(ctx):
             decision = await self.moderate(ctx, Direction.INPUT, turns, texts)
-            _apply_input(decision, pieces)
+            _apply_input(decision, pieces, self.input_headers(decision))
             return await call(bool(decision.rewrites)), decision
         decision = await self._check(ctx, Direction.INPUT, turns, texts, frozenset({"patterns"}))
         if decision.blocked:
             self.record(ctx, decision, texts)
-        _apply_input(decision, pieces)  # raises ContentBlocked on a block
+        _apply_input(decision, pieces, self.input_headers(decision))  # raises ContentBlocked on a block
         if decision.rewrites:
             turns, texts = rebuild_turns(turns, pieces), [p.text for p in pieces]
         upstream = asyncio.ensure_future(call(bool(decision.rewrites)))
@@ -164,7 +166,7 @@ class Gateway:
             model_decision = await self._check(ctx, Direction.INPUT, turns, texts, frozenset({"model"}))
             decision.merge(model_decision)
             self.record(ctx, decision, texts)
-            _apply_input(model_decision, pieces)
+            _apply_input(model_decision, pieces, self.input_headers(decision))
             if model_decision.rewrites:
                 upstream.cancel()
                 await _drain(upstream)
@@ -176,6 +178,25 @@ class Gateway:
                 await _drain(upstream)
             elif not upstream.cancelled() and upstream.exception() is None and decision.blocked:
                 await _close_result(upstream.result())
+
+    def input_before(self, ctx: RequestContext) -> bool:
+        """Must the input check complete before the upstream is called? Yes under
+        `settings.input_mode: before`, or when an input policy active for this request (after the
+        route rules) has `input_mode: before`: what it covers must never reach the provider."""
+        policies = self.policies
+        if policies.settings.input_mode == "before":
+            return True
+        if not any(p.input_mode == "before" for p in policies.policies):  # the common case: no scan
+            return False
+        return any(p.input_mode == "before" for p in policies.active(Direction.INPUT, ctx.model, ctx.key_id))
+
+    def input_headers(self, decision: Decision) -> dict[str, str]:
+        """The x-rsafe-* headers of an input decision (a block's error response carries them too)."""
+        return {
+            "x-rsafe-policy-version": self.policies.version,
+            "x-rsafe-policies-checked": ",".join(decision.checked),
+            "x-rsafe-input-decision": decision.action,
+        }
 
     async def moderations(self, ctx: RequestContext, body: Any) -> dict[str, Any]:
         """`POST /v1/moderations`: OpenAI's response shape, keyed by policy id, plus the reasoning."""
@@ -314,10 +335,12 @@ def _context(turns: tuple[Turn, ...]) -> tuple[Turn, ...]:
     return (Turn("user", user),) if user else ()
 
 
-def _apply_input(decision: Decision, pieces: list[Piece]) -> None:
+def _apply_input(decision: Decision, pieces: list[Piece], headers: dict[str, str] | None = None) -> None:
     if decision.blocked:
         assert decision.blocking is not None
-        raise ContentBlocked(decision.message(), param=decision.blocking.id)
+        blocked = ContentBlocked(decision.message(), param=decision.blocking.id)
+        blocked.decision_headers = headers or {}
+        raise blocked
     for index, text in decision.rewrites.items():
         pieces[index].write(text)
         pieces[index].text = text
