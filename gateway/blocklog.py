@@ -12,6 +12,7 @@ import hashlib
 import logging
 import logging.handlers
 import queue
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +32,22 @@ def content_digest(text: str) -> str:
     return "sha256:" + hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:16]
 
 
+STDOUT = "-"
+
+
+def _handler(path: Path, max_bytes: int, backups: int) -> logging.Handler:
+    """`-` (`--block-log -`): JSON lines on stdout, for platforms whose log pipeline collects stdout
+    (application logs go to stderr); otherwise a size-rotated file."""
+    if str(path) == STDOUT:
+        return logging.StreamHandler(sys.stdout)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+
+
 class BlockLog:
     def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+        handler = _handler(path, max_bytes, backups)
         handler.setFormatter(logging.Formatter("%(message)s"))
         self._queue: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
         self._listener = logging.handlers.QueueListener(self._queue, handler)

@@ -86,7 +86,7 @@ def serve(
     port: Annotated[Optional[int], typer.Option(help="Port [RSAFE_PORT, default 8080]")] = None,
     policies: Annotated[Optional[Path], typer.Option(help="Policies file [RSAFE_POLICIES]")] = None,
     upstream: Annotated[Optional[str], typer.Option(help="Default upstream base URL [RSAFE_UPSTREAM]")] = None,
-    block_log: Annotated[Optional[Path], typer.Option(help="Block log path [RSAFE_BLOCK_LOG]")] = None,
+    block_log: Annotated[Optional[Path], typer.Option(help="Block log path, or - for JSON lines on stdout [RSAFE_BLOCK_LOG]")] = None,
     guard: Annotated[Optional[str], typer.Option(help="Guard backend override [RSAFE_GUARD]")] = None,
     guard_url: Annotated[Optional[str], typer.Option(help="Reasoning guard server URL [RSAFE_GUARD_URL]")] = None,
     guard_model: Annotated[Optional[str], typer.Option(help="Reasoning guard model name [RSAFE_GUARD_MODEL]")] = None,
@@ -105,7 +105,7 @@ def guard_serve(
     guard: Annotated[Optional[str], typer.Option(help="Guard backend override [RSAFE_GUARD]")] = None,
     guard_url: Annotated[Optional[str], typer.Option(help="Reasoning guard server URL [RSAFE_GUARD_URL]")] = None,
     guard_model: Annotated[Optional[str], typer.Option(help="Reasoning guard model name [RSAFE_GUARD_MODEL]")] = None,
-    block_log: Annotated[Optional[Path], typer.Option(help="Block log path [RSAFE_BLOCK_LOG]")] = None,
+    block_log: Annotated[Optional[Path], typer.Option(help="Block log path, or - for JSON lines on stdout [RSAFE_BLOCK_LOG]")] = None,
     log_level: Annotated[Optional[str], typer.Option(help="debug|info|warning|error [RSAFE_LOG_LEVEL]")] = None,
 ) -> None:
     """Serve only the guard, as an OpenAI-compatible POST /v1/moderations service."""
