@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 import uuid
 from collections.abc import AsyncIterator
 
@@ -29,10 +31,12 @@ log = structlog.get_logger("rsafe.gateway")
 
 class RequestIdMiddleware:
     """Pure ASGI: a request id per request (bound to the log context), echoed as `x-request-id`;
-    requests counted by route and status."""
+    requests counted by route and status. With several workers, `x-rsafe-worker` names the
+    process that answered (its pid)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, worker_header: bool = False) -> None:
         self.app = app
+        self.worker = (b"x-rsafe-worker", str(os.getpid()).encode()) if worker_header else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -47,7 +51,7 @@ class RequestIdMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), header]
+                message["headers"] = [*message.get("headers", []), header, *((self.worker,) if self.worker else ())]
             await send(message)
 
         with structlog.contextvars.bound_contextvars(request_id=request_id):
@@ -82,6 +86,12 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return GatewayError("the gateway failed while handling the request").response()
 
 
+async def _sync_store_metrics(gateway: Gateway, every_s: float) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        gateway.metrics.sync_store()
+
+
 def create_app(settings: Settings, *, upstream: Upstream | None = None, guard: Guard | None = None) -> Starlette:
     """`upstream` and `guard` can be injected (tests, embedding); by default they come from settings."""
 
@@ -92,12 +102,21 @@ def create_app(settings: Settings, *, upstream: Upstream | None = None, guard: G
         await gateway.start()
         log.info(
             "gateway_started", policies=str(settings.policies), version=gateway.policies.version,
-            guard=getattr(gateway.moderator.model_guard, "name", None),
+            guard=gateway.moderator.guard_name,
         )
+        sync = None
+        if gateway.metrics.multiprocess:  # --workers: this worker's policy state into the shared metrics
+            sync = asyncio.create_task(_sync_store_metrics(gateway, settings.policies_poll_s))
         try:
             yield
         finally:
+            if sync is not None:
+                sync.cancel()
             await gateway.aclose()
+            if gateway.metrics.multiprocess:
+                from prometheus_client import multiprocess
+
+                multiprocess.mark_process_dead(os.getpid())  # its live gauges leave the merge
 
     service_routes = [
         Route("/v1/moderations", routes.moderations, methods=["POST"], name="moderations"),
@@ -116,7 +135,7 @@ def create_app(settings: Settings, *, upstream: Upstream | None = None, guard: G
     ]
     return Starlette(
         routes=service_routes + ([] if settings.guard_only else proxy_routes),
-        middleware=[Middleware(RequestIdMiddleware)],
+        middleware=[Middleware(RequestIdMiddleware, worker_header=settings.workers > 1)],
         exception_handlers={GatewayError: _gateway_error, HTTPException: _http_error, Exception: _unexpected},
         lifespan=lifespan,
     )

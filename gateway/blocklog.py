@@ -1,7 +1,8 @@
 """The block log: one JSON line per decision that is not a plain allow.
 
-Written through structlog to a size-rotated file. The write itself happens on a
-`QueueListener` thread, so a slow disk never stalls the event loop. Content is
+Written through structlog to a size-rotated file that several worker processes can share
+(`gateway/logfile.py`: one locked append per line, rotation seen by all). The write itself
+happens on a `QueueListener` thread, so a slow disk never stalls the event loop. Content is
 never written unless the operator turns `log_content` on; otherwise a SHA-256
 prefix and the length identify it. Keys (upstream or gateway) never reach it.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import logging.handlers
+import os
 import queue
 import sys
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any
 import orjson
 import structlog
 
+from gateway.logfile import STDOUT_LOCK_ENV, SharedRotatingFileHandler, SharedStdoutHandler
 from gateway.pipeline import Decision
 
 MAX_REASONING_CHARS = 4000
@@ -39,9 +42,10 @@ def _handler(path: Path, max_bytes: int, backups: int) -> logging.Handler:
     """`-` (`--block-log -`): JSON lines on stdout, for platforms whose log pipeline collects stdout
     (application logs go to stderr); otherwise a size-rotated file."""
     if str(path) == STDOUT:
-        return logging.StreamHandler(sys.stdout)
+        lock = os.environ.get(STDOUT_LOCK_ENV)  # several workers share this stdout: locked lines
+        return SharedStdoutHandler(lock) if lock else logging.StreamHandler(sys.stdout)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+    return SharedRotatingFileHandler(path, max_bytes, backups)  # safe for several worker processes
 
 
 class BlockLog:
@@ -61,6 +65,9 @@ class BlockLog:
                 structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
                 structlog.processors.JSONRenderer(serializer=_orjson_dumps),
             ],
+            # its own level: the process's --log-level (structlog's global wrapper) must not
+            # silence the block log (at `warning` it dropped every line)
+            wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
         )
         self._listener.start()
 

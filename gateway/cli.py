@@ -16,6 +16,7 @@ from typing import Annotated, Optional
 import typer
 
 from gateway.logs_cli import logs_app
+from gateway.logsetup import configure_logging
 from gateway.policytest_cli import policies_test_command
 from guard.errors import GuardEngineError
 from guard.policies import Direction, PolicySet
@@ -63,23 +64,6 @@ def _settings(**overrides: object):
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
-def configure_logging(level: str) -> None:
-    import structlog
-
-    logging.basicConfig(level=level.upper(), format="%(message)s", stream=sys.stderr)
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.JSONRenderer(),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=True,
-    )
-
-
 @app.command()
 def serve(
     host: Annotated[Optional[str], typer.Option(help="Bind address [RSAFE_HOST, default 127.0.0.1]")] = None,
@@ -91,10 +75,12 @@ def serve(
     guard_url: Annotated[Optional[str], typer.Option(help="Reasoning guard server URL [RSAFE_GUARD_URL]")] = None,
     guard_model: Annotated[Optional[str], typer.Option(help="Reasoning guard model name [RSAFE_GUARD_MODEL]")] = None,
     log_level: Annotated[Optional[str], typer.Option(help="debug|info|warning|error [RSAFE_LOG_LEVEL]")] = None,
+    workers: Annotated[Optional[int], typer.Option(
+        help="Gateway processes sharing the port, for machines with more cores [RSAFE_WORKERS, default 1]")] = None,
 ) -> None:
     """Serve the gateway."""
     _serve(host=host, port=port, policies=policies, upstream=upstream, block_log=block_log, guard=guard,
-           guard_url=guard_url, guard_model=guard_model, log_level=log_level)
+           guard_url=guard_url, guard_model=guard_model, log_level=log_level, workers=workers)
 
 
 @guard_app.command("serve")
@@ -107,24 +93,31 @@ def guard_serve(
     guard_model: Annotated[Optional[str], typer.Option(help="Reasoning guard model name [RSAFE_GUARD_MODEL]")] = None,
     block_log: Annotated[Optional[Path], typer.Option(help="Block log path, or - for JSON lines on stdout [RSAFE_BLOCK_LOG]")] = None,
     log_level: Annotated[Optional[str], typer.Option(help="debug|info|warning|error [RSAFE_LOG_LEVEL]")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Processes sharing the port [RSAFE_WORKERS, default 1]")] = None,
 ) -> None:
     """Serve only the guard, as an OpenAI-compatible POST /v1/moderations service."""
     _serve(host=host, port=port, policies=policies, guard=guard, guard_url=guard_url, guard_model=guard_model,
-           block_log=block_log, log_level=log_level, guard_only=True)
+           block_log=block_log, log_level=log_level, guard_only=True, workers=workers)
 
 
 def _serve(**overrides: object) -> None:
     import uvicorn
+    from pydantic import ValidationError
 
     from gateway.app import create_app
 
     try:
         settings = _settings(**overrides)
         PolicySet.load(settings.policies)  # fail fast with the file:line message
-    except GuardEngineError as exc:
+    except (GuardEngineError, ValidationError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     configure_logging(settings.log_level)
+    if settings.workers > 1:
+        from gateway.workers import run_workers
+
+        run_workers(settings, overrides)
+        return
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
         access_log=False, timeout_graceful_shutdown=5,

@@ -2,14 +2,22 @@
 
 Label values are bounded: routes are the fixed route names, policies come from
 policies.yaml, decisions/directions/backends are small enums.
+
+Under `rsafe serve --workers N` every worker is a process of its own: the supervisor sets
+PROMETHEUS_MULTIPROC_DIR (a fresh folder per run) before they start, so prometheus_client
+keeps every counter and histogram in files there, and whichever worker answers /metrics
+reports the sums over all workers (a `MultiProcessCollector`). The policy store's numbers,
+read at scrape time in one process, become gauges each worker keeps up to date
+(`sync_store`), merged with `livemax` (a version any live worker serves is 1).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
@@ -20,10 +28,17 @@ HOLDBACK_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
+def multiprocess_dir() -> str | None:
+    """The folder prometheus_client's multiprocess mode writes to, when it is on."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
 class Metrics:
     content_type = CONTENT_TYPE_LATEST
 
     def __init__(self) -> None:
+        self.multiprocess = multiprocess_dir() is not None
+        self._store: Any = None
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter("rsafe_requests", "HTTP requests by route and status", ["route", "status"], registry=r)
@@ -61,9 +76,45 @@ class Metrics:
     def bind_store(self, store: Any) -> None:
         """Expose the policy store's reload counts (ok and rejected), load time and version,
         read at scrape time. Replaces the `rsafe_policy_reloads` counter, which cannot see
-        rejected edits (the store handles those without a callback)."""
-        self.registry.unregister(self.policy_reloads)
-        self.registry.register(_PolicyStoreCollector(store))
+        rejected edits (the store handles those without a callback). With several workers,
+        gauges and a counter kept in step by `sync_store` instead."""
+        if not self.multiprocess:
+            self.registry.unregister(self.policy_reloads)
+            self.registry.register(_PolicyStoreCollector(store))
+            return
+        r = self.registry
+        self._store = store
+        self._synced = {"ok": 0, "rejected": 0}
+        for result in self._synced:  # both series exist from the start, as with one process
+            self.policy_reloads.labels(result)
+        self._version: str | None = None
+        self._loaded_at = Gauge("rsafe_policies_loaded_timestamp_seconds", "When the policies in force were loaded "
+                                "(Unix time; the latest of any worker)", registry=r, multiprocess_mode="livemax")
+        self._failing = Gauge("rsafe_policies_reload_failing", "1 while the last edit of the policies file was "
+                              "rejected (the last good one serves)", registry=r, multiprocess_mode="livemax")
+        self._info = Gauge("rsafe_policies_info", "The policies in force (1 per version some worker serves)",
+                           ["version"], registry=r, multiprocess_mode="livemax")
+        self.sync_store()
+
+    def sync_store(self) -> None:
+        """Multiprocess mode: copy this worker's policy-store state into the shared metrics
+        (called by the app every poll interval and before each scrape)."""
+        store = self._store
+        if store is None:
+            return
+        for result in ("ok", "rejected"):
+            n = store.reloads.get(result, 0)
+            if n > self._synced[result]:
+                self.policy_reloads.labels(result).inc(n - self._synced[result])
+                self._synced[result] = n
+        self._loaded_at.set(store.loaded_at)
+        self._failing.set(1 if store.last_error else 0)
+        version = store.current.version
+        if version != self._version:
+            if self._version is not None:
+                self._info.labels(self._version).set(0)
+            self._info.labels(version).set(1)
+            self._version = version
 
     def observe(self, decision: Decision) -> None:
         direction = decision.direction.value
@@ -78,7 +129,14 @@ class Metrics:
                 self.failure_mode.labels("open" if outcome.action == "fail_open" else "closed").inc()
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        self.sync_store()
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged)
+        return generate_latest(merged)
 
 
 class _Observer:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -21,12 +22,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @contextmanager
 def rsafe_server(*args: str, env: dict[str, str] | None = None, ready_s: float = 120.0,
-                 port: int | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+                 port: int | None = None, stdout: Any = subprocess.PIPE,
+                 stderr: Any = subprocess.STDOUT) -> Iterator[tuple[str, subprocess.Popen]]:
     """Runs `rsafe <args> --port P` until /healthz answers; yields (base URL, process); on exit
     SIGTERM, then SIGKILL to the process group if it is still there after 15 s."""
     port = port or free_port()
     proc = subprocess.Popen(
-        [RSAFE, *args, "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [RSAFE, *args, "--port", str(port)], cwd=ROOT, stdout=stdout, stderr=stderr,
         text=True, env={**os.environ, **(env or {})}, start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
@@ -38,7 +40,8 @@ def rsafe_server(*args: str, env: dict[str, str] | None = None, ready_s: float =
                 break
             except httpx.HTTPError:
                 if proc.poll() is not None:
-                    raise RuntimeError(f"rsafe exited with {proc.returncode}:\n{proc.stdout.read()}") from None
+                    output = proc.stdout.read() if proc.stdout is not None else ""
+                    raise RuntimeError(f"rsafe exited with {proc.returncode}:\n{output}") from None
                 if time.monotonic() > deadline:
                     raise RuntimeError("rsafe did not answer /healthz in time") from None
                 time.sleep(0.2)

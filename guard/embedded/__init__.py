@@ -4,6 +4,8 @@
 Options (all optional, see `EmbeddedOptions`): `weights` (a directory with
 head.safetensors + meta.json; default: the shipped ones), `max_tokens`,
 `max_chars`, `max_batch`, `max_wait_ms`, `threads`, `precision`, `turn_cache`.
+Under `rsafe serve --workers N` the torch threads are at most the CPUs divided among the
+workers (RSAFE_WORKER_THREADS, set by the supervisor).
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ def build(options: dict[str, Any], policies: PolicySet):
     opts = validate_options(EmbeddedOptions, dict(options), "embedded guard options")
     head, meta = head_mod.load(Path(opts.weights or head_mod.WEIGHTS_DIR))
     threads = max(1, min(opts.threads, os.cpu_count() or 1))
+    cap = os.environ.get("RSAFE_WORKER_THREADS", "")  # `rsafe serve --workers N`: the CPUs / N (gateway/workers.py)
+    if cap.isdigit() and int(cap) > 0:
+        threads = min(threads, int(cap))
     torch.set_num_threads(threads)
     encoder = Encoder(precision=opts.precision, overlay=head_mod.overlay_path(Path(opts.weights or head_mod.WEIGHTS_DIR)))
     guard = EmbeddedGuard(encoder, head, meta, opts)
