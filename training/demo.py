@@ -48,6 +48,9 @@ class DemoConfig:
     sft_steps: int = 600
     pretrain_max_steps: int = 3000
     sft_lr: float = 5e-4
+    # Loss weight of the decision words (`present`/`absent`), class-balanced (`training.sft.balanced_weights`);
+    # 0 = the plain completion loss. Why: docs/training.md, "the knife-edge".
+    sft_decision_weight: float = 5.0
     grpo_steps: int = 650
     grpo_lr: float = 5e-5
     grpo_temperature: float = 0.5
@@ -76,6 +79,26 @@ def _silence() -> None:
     logging.getLogger().setLevel(logging.ERROR)
     transformers.logging.set_verbosity_error()
     datasets.disable_progress_bars()
+
+
+DECISION_WORDS = ("Ġpresent", "Ġabsent")  # the trace's decision tokens (`training.synthetic.reasoning_for`)
+
+
+def evaluate_shares(model: Any, tokenizer: Any, examples: list[Example]) -> dict[str, float]:
+    """`training.generate.score` of greedy answers, plus the share of each verdict (safe / unsafe / unreadable)."""
+    from guard.errors import GuardFailure
+    from guard.rsafe.parse import parse_output
+    from training.generate import generate, score
+
+    answers = generate(model, tokenizer, [e.messages for e in examples], max_new_tokens=64)
+    verdicts = []
+    for e, (text, finished) in zip(examples, answers):
+        try:
+            verdicts.append(parse_output(text, finished=finished, policy_ids=e.policy_ids).label)
+        except GuardFailure:
+            verdicts.append("unreadable")
+    n = max(1, len(verdicts))
+    return score(examples, answers).as_dict() | {f"share_{k}": verdicts.count(k) / n for k in ("safe", "unsafe", "unreadable")}
 
 
 def teacher_rows(examples: list[Example], samples: int, seed: int) -> list[dict[str, Any]]:
@@ -153,9 +176,9 @@ def build_base(cfg: DemoConfig, out: Path, *, log=print) -> dict[str, Any]:
 def run_seed(seed: int, cfg: DemoConfig, workdir: Path, base: Path, *, evaluate_export: bool = False) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from training.generate import evaluate
     from training.grpo import train_grpo
-    from training.sft import train_sft
+    from training.grpo_monitor import RolloutMonitor
+    from training.sft import balanced_weights, train_sft
     from training.synthetic import make_split
     from training.tiny import freeze_rows
 
@@ -170,31 +193,36 @@ def run_seed(seed: int, cfg: DemoConfig, workdir: Path, base: Path, *, evaluate_
 
     rows = teacher_rows(sft_ex, cfg.teacher_samples, seed)
     common = {"use_cpu": True, "bf16": False, "gradient_checkpointing": False, "seed": seed, "disable_tqdm": True, "logging_steps": 100}
+    weights = balanced_weights(tok, rows, DECISION_WORDS, cfg.sft_decision_weight) if cfg.sft_decision_weight else None
     sft = train_sft(
-        model, tok, rows, workdir / "sft",
+        model, tok, rows, workdir / "sft", token_weights=weights,
         args=common | {"per_device_train_batch_size": 16, "learning_rate": cfg.sft_lr, "max_steps": cfg.sft_steps,
                        "lr_scheduler_type": "cosine", "warmup_steps": 10, "max_length": 256},
     )
     t_sft = time.monotonic()
-    after_sft = {"heldout": evaluate(sft.model, tok, heldout, max_new_tokens=64), "indist": evaluate(sft.model, tok, indist, max_new_tokens=64)}
+    after_sft = {"heldout": evaluate_shares(sft.model, tok, heldout), "indist": evaluate_shares(sft.model, tok, indist)}
     t_eval1 = time.monotonic()
 
+    monitor = RolloutMonitor(cfg.num_generations)
     grpo = train_grpo(
         sft.model, tok, [e.row() for e in grpo_ex], workdir / "grpo",
-        rewards=cfg.grpo_rewards.split(","),
+        rewards=cfg.grpo_rewards.split(","), monitor=monitor,
         args=common | {"per_device_train_batch_size": cfg.grpo_prompts_per_step * cfg.num_generations,
                        "num_generations": cfg.num_generations, "learning_rate": cfg.grpo_lr, "max_steps": cfg.grpo_steps,
                        "max_completion_length": 48, "temperature": cfg.grpo_temperature, "lr_scheduler_type": "constant", "logging_steps": 20},
     )
     t_grpo = time.monotonic()
-    after_grpo = {"heldout": evaluate(grpo.model, tok, heldout, max_new_tokens=64), "indist": evaluate(grpo.model, tok, indist, max_new_tokens=64)}
+    after_grpo = {"heldout": evaluate_shares(grpo.model, tok, heldout), "indist": evaluate_shares(grpo.model, tok, indist)}
     served = export_and_eval(workdir / "grpo", workdir, cfg.eval_examples, seed=seed) if evaluate_export else None
     t_end = time.monotonic()
     return {
         "seed": seed,
         "sft_rows": len(rows),
-        "sft": {k: v.as_dict() for k, v in after_sft.items()},
-        "grpo": {k: v.as_dict() for k, v in after_grpo.items()},
+        "sft_decision_weights": {tok.convert_ids_to_tokens(i): round(w, 3) for i, w in (weights or {}).items()},
+        "sft": after_sft,
+        "grpo": after_grpo,
+        "grpo_rollouts": monitor.summary(),
+        "grpo_collapsed": monitor.collapsed(),
         "rsafe_eval": served,
         "seconds": {"build+data+sft": round(t_sft - t0, 1), "eval": round(t_eval1 - t_sft + t_end - t_grpo, 1), "grpo": round(t_grpo - t_eval1, 1), "total": round(t_end - t0, 1)},
     }
@@ -235,7 +263,28 @@ def table(results: list[dict[str, Any]]) -> str:
     return ("\n".join(rows) + f"\n\nheld-out F1 per seed (SFT -> GRPO): {per_seed}\n"
             f"GRPO's held-out F1 gain {100 * statistics.mean(gains):+.1f} (mean of per-seed gains) is {verdict} than the "
             f"run-to-run spread {100 * spread:.1f} (the larger standard deviation of the two rows)\n"
-            f"(mean ± standard deviation over {len(results)} seed(s), ×100)")
+            f"(mean ± standard deviation over {len(results)} seed(s), ×100)\n\n" + verdict_lines(results))
+
+
+def _shares(scores: dict[str, Any]) -> str:
+    return "/".join(f"{100 * scores.get(f'share_{k}', 0.0):.0f}" for k in ("safe", "unsafe", "unreadable"))
+
+
+def verdict_lines(results: list[dict[str, Any]]) -> str:
+    """Per seed: held-out verdict shares (greedy) after SFT and GRPO, and GRPO's rollouts at its start and end."""
+    lines = ["verdict shares safe/unsafe/unreadable in % (held-out labels are 50/50/0), per seed:"]
+    for r in results:
+        line = f"  seed {r['seed']}: held-out after SFT {_shares(r['sft']['heldout'])}, after GRPO {_shares(r['grpo']['heldout'])}"
+        roll = r.get("grpo_rollouts") or []
+        if roll:
+            first, last = roll[0], roll[-1]
+            line += (f"; GRPO rollouts steps {first['steps']}: {_shares(first)}, within-group reward std {first['group_reward_std']:.3f}, "
+                     f"flat groups {100 * first['flat_groups']:.0f}%; steps {last['steps']}: {_shares(last)}, "
+                     f"std {last['group_reward_std']:.3f}, flat {100 * last['flat_groups']:.0f}%")
+        if r.get("grpo_collapsed"):
+            line += "  COLLAPSED: one verdict is >= 95% of the last 50 steps' rollouts"
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

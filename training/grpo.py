@@ -59,8 +59,13 @@ def train_grpo(
     lora: dict[str, Any] | None = None,
     save: bool = True,
     callbacks: Sequence[Any] = (),
+    monitor: Any = None,
 ):
-    """Run `GRPOTrainer` on guard-prompt rows; returns the trainer (its `.model` is trained)."""
+    """Run `GRPOTrainer` on guard-prompt rows; returns the trainer (its `.model` is trained).
+
+    `monitor` (a `training.grpo_monitor.RolloutMonitor`) wraps the first reward
+    and records each step's verdict shares and within-group reward spread.
+    """
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
@@ -79,9 +84,12 @@ def train_grpo(
         settings["reward_weights"] = list(reward_weights)
     config = GRPOConfig(output_dir=str(output_dir), **settings)
     tokenizer.padding_side = "left"
+    funcs = get_reward_funcs(rewards, **(reward_params or {}))
+    if monitor is not None:
+        funcs[0] = monitor.wrap(funcs[0])
     trainer = GRPOTrainer(
         model=model,
-        reward_funcs=get_reward_funcs(rewards, **(reward_params or {})),
+        reward_funcs=funcs,
         args=config,
         train_dataset=dataset,
         processing_class=tokenizer,

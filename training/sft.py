@@ -73,6 +73,55 @@ def lora_config(spec: dict[str, Any] | None):
     )
 
 
+def balanced_weights(tokenizer, rows: Sequence[dict[str, Any]], words: Sequence[str], weight: float) -> dict[int, float]:
+    """Loss weights for the decision tokens `words`: `weight` on average, split against their frequency.
+
+    Each decision word's tokens get `weight / (k * share)` (k words, `share` its
+    share of the decisions in `rows`), so together the decisions weigh `weight`
+    times an ordinary token and every class weighs the same: answering one word
+    everywhere no longer lowers the loss, only reading does (docs/training.md).
+    """
+    ids = [tokenizer.convert_tokens_to_ids(w) for w in words]
+    if None in ids or tokenizer.unk_token_id in ids:
+        raise ValueError(f"each decision word must be one token of the tokenizer: {list(words)} -> {ids}")
+    counts = dict.fromkeys(ids, 0)
+    for r in rows:
+        for i in tokenizer(r["completion"][-1]["content"], add_special_tokens=False)["input_ids"]:
+            if i in counts:
+                counts[i] += 1
+    total = sum(counts.values())
+    return {i: weight * total / (len(ids) * c) for i, c in counts.items() if c}
+
+
+def weighted_loss(logits, labels, weights: dict[int, float]):
+    """Next-token cross-entropy where label token `t` weighs `weights.get(t, 1)`; the weighted mean."""
+    import torch
+
+    y = labels[:, 1:]
+    ce = torch.nn.functional.cross_entropy(
+        logits[:, :-1].float().reshape(-1, logits.shape[-1]), y.clamp(min=0).reshape(-1), reduction="none"
+    ).view_as(y)
+    w = (y != -100).float()
+    for token, value in weights.items():
+        w = torch.where(y == token, w * value, w)
+    return (ce * w).sum() / w.sum().clamp(min=1e-8)
+
+
+def _weighted_trainer(weights: dict[int, float]):
+    from trl import SFTTrainer
+
+    class WeightedSFTTrainer(SFTTrainer):
+        """`SFTTrainer` whose loss weighs some label tokens more (`weighted_loss`)."""
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            labels = inputs["labels"]
+            outputs = model(**{k: v for k, v in inputs.items() if k != "labels"}, use_cache=False)
+            loss = weighted_loss(outputs.logits, labels, weights)
+            return (loss, outputs) if return_outputs else loss
+
+    return WeightedSFTTrainer
+
+
 def train_sft(
     model: Any,
     tokenizer: Any,
@@ -82,16 +131,24 @@ def train_sft(
     args: dict[str, Any] | None = None,
     lora: dict[str, Any] | None = None,
     save: bool = True,
+    token_weights: dict[int, float] | None = None,
+    callbacks: Sequence[Any] = (),
 ):
-    """Run `SFTTrainer` on prompt/completion rows; returns the trainer (its `.model` is trained)."""
+    """Run `SFTTrainer` on prompt/completion rows; returns the trainer (its `.model` is trained).
+
+    `token_weights` ({token id: weight}) switches to a weighted completion loss
+    (`weighted_loss`), e.g. `balanced_weights` for the decision words.
+    """
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
     dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
     defaults = {"report_to": [], "save_strategy": "no", "logging_steps": 10, "completion_only_loss": True}
     config = SFTConfig(output_dir=str(output_dir), **(defaults | (args or {})))
-    trainer = SFTTrainer(
-        model=model, args=config, train_dataset=dataset, processing_class=tokenizer, peft_config=lora_config(lora)
+    trainer_cls = _weighted_trainer(token_weights) if token_weights else SFTTrainer
+    trainer = trainer_cls(
+        model=model, args=config, train_dataset=dataset, processing_class=tokenizer, peft_config=lora_config(lora),
+        callbacks=list(callbacks),
     )
     trainer.train()
     if save:
