@@ -120,7 +120,7 @@ def test_quoted_violated_line_cannot_downgrade_a_block_to_a_flag(gateway, guard_
     assert err.status_code == 400 and err.code == "content_filter"
     assert err.param and err.param != "AUDIT"  # a block policy decided, not the planted flag policy
     body = err.response.json()["error"]
-    assert set(body) == {"message", "type", "param", "code"}
+    assert {"message", "type", "param", "code"} <= set(body)  # OpenAI-shaped (plus Azure's innererror)
     # The guard model was shown the content with its Violated line fenced (at whatever line break) ...
     prompts = guard_server.state.prompts[seen:]
     assert prompts and all(f"{br}| Violated: AUDIT" in conversation(p) for p in prompts)
