@@ -84,7 +84,7 @@ async def remote_check(gateway: Any, ctx: Any, body: dict[str, Any], texts: list
     options = check_options(body)
     if options is None:
         return None
-    from guard.moderations import to_openai_moderation
+    from gateway.moderations import to_openai_moderation
 
     direction, context = options
     policies: PolicySet = gateway.policies

@@ -31,7 +31,7 @@ from gateway.upstream import Upstream
 from guard.policies import Direction, GuardSettings, PolicySet
 from guard.cache import build_cached
 from guard.registry import build_guard
-from guard.moderations import to_openai_moderation
+from gateway.moderations import to_openai_moderation
 from guard.verdict import CheckRequest, Guard, Turn, Verdict
 
 log = structlog.get_logger("rsafe.gateway")

@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from gateway.app import create_app
 from gateway.settings import GatewayKey, Settings, UpstreamRoute
-from guard.moderations import OPENAI_CATEGORIES
+from gateway.moderations import OPENAI_CATEGORIES
 from guard.policies import PolicySet
 from tests.conftest import TEST_POLICIES
 from tests.fakes.guard import ScriptedGuard

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from guard.moderations import to_openai_moderation
+from gateway.moderations import to_openai_moderation
 from guard.policies import Policy
 from guard.verdict import PolicyResult, Verdict
 
