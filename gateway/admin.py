@@ -159,7 +159,7 @@ def _policies_info(request: Request) -> dict[str, Any]:
         "loaded_at": datetime.fromtimestamp(store.loaded_at, timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
         "last_error": store.last_error,
         "reloads": dict(store.reloads),
-        "guard": getattr(gw.moderator.model_guard, "name", None),
+        "guard": gw.moderator.guard_name,
         "policies": list(store.current.policies),
     }
 

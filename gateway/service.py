@@ -20,7 +20,7 @@ from gateway.checkreport import remote_check
 from gateway.errors import BadRequest, ContentBlocked, GatewayError
 from gateway.messages import Piece, last_user_text, rebuild_turns
 from gateway.metrics import Metrics
-from gateway.pipeline import Decision, Moderator
+from gateway.pipeline import Decision, Moderator, strictest
 from gateway.policystore import PolicyStore
 from gateway.retention import RetentionTask
 from gateway.settings import Settings
@@ -36,7 +36,6 @@ from guard.verdict import CheckRequest, Guard, Turn, Verdict
 
 log = structlog.get_logger("rsafe.gateway")
 T = TypeVar("T")
-_RANKS = ["allow", "flag", "rewrite", "block"]
 ALL_ENGINES = frozenset({"model", "patterns"})
 
 
@@ -271,7 +270,7 @@ class Gateway:
             return decision.action
 
         actions = await asyncio.gather(*(one(u) for u in units))
-        return max(actions, key=_RANKS.index, default="allow")
+        return strictest(actions)
 
     def input_block(self, ctx: RequestContext, policy_id: str | None) -> str:
         """How an input block is answered: the gateway key's `input_block`, else the policy's."""
