@@ -41,8 +41,8 @@ RUN pip install '.[eval]' \
 # hand a root-owned log mount (Docker creates a missing ./logs as root) to this user; it then drops to
 # it with setpriv before anything else runs. Started with --user, the entrypoint checks instead and
 # stops with a message when the log folder is not writable. See scripts/docker-entrypoint.sh.
-RUN groupadd --system --gid 10001 rsafe \
- && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /home/rsafe rsafe \
+RUN groupadd --gid 10001 rsafe \
+ && useradd --uid 10001 --gid 10001 --create-home --home-dir /home/rsafe --shell /usr/sbin/nologin rsafe \
  && mkdir -p /logs && chown rsafe:rsafe /logs
 # The default policies, so a bare `docker run` serves; docker-compose.yml mounts the folder holding your
 # policies.yaml over /config (a folder, not the file: editors that save by rename must reach the container).

@@ -15,10 +15,12 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -321,3 +323,167 @@ def test_dockerignore_keeps_heavy_and_private_paths_out():
     text = (ROOT / "Dockerfile").read_text()
     for needed in ("pyproject.toml", "README.md", "gateway", "guard", "training", "policies.yaml", "scripts"):
         assert needed in text and needed not in patterns, needed
+
+
+# --- the built image, where a Docker daemon and the image are here ----------------------------
+# Build it with scripts/docker_build_local.sh (no registry needed) or `docker build -t rsafe-gateway:test .`.
+
+IMAGE = os.environ.get("RSAFE_DOCKER_IMAGE", "rsafe-gateway:test")
+BANNED = """
+version: 1
+settings:
+  guard: {backend: patterns}
+policies:
+  - id: BANNED
+    engine: patterns
+    keywords: [forbidden-word]
+    message: Blocked by BANNED.
+"""
+
+
+def _docker(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    if shutil.which("docker") is None or _docker("info", timeout=30).returncode != 0:
+        pytest.skip("no Docker daemon here")
+    if _docker("image", "inspect", IMAGE).returncode != 0:
+        pytest.skip(f"image {IMAGE} not built (scripts/docker_build_local.sh)")
+    return IMAGE
+
+
+@pytest.fixture
+def deployment(scratch):
+    """A compose-like layout: config/ (the policies folder) and logs/ (root-owned, mode 755)."""
+    config = scratch / "config"
+    config.mkdir()
+    (config / "policies.yaml").write_text(BANNED)
+    return scratch
+
+
+def _wait_healthy(base: str, cid: str, seconds: float = 120) -> None:
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            httpx.get(base + "/healthz", timeout=2)
+            return
+        except httpx.HTTPError:
+            state = _docker("inspect", "-f", "{{.State.Running}}", cid).stdout.strip()
+            assert state == "true", _docker("logs", cid).stderr
+            assert time.monotonic() < deadline, "the container did not answer /healthz"
+            time.sleep(0.5)
+
+
+@needs_root
+def test_image_starts_over_a_root_owned_logs_mount_and_reloads_a_rename_save(image, deployment, fake):
+    from tests.servers import free_port
+
+    port = free_port()
+    logs, config = deployment / "logs", deployment / "config"
+    run = _docker("run", "-d", "--network", "host", "-v", f"{logs}:/logs", "-v", f"{config}:/config:ro",
+                  "-e", f"RSAFE_UPSTREAM={fake.state.url}/v1", "-e", "RSAFE_UPSTREAM_API_KEY=", image,
+                  "rsafe", "serve", "--host", "127.0.0.1", "--port", str(port),
+                  "--policies", "/config/policies.yaml", "--block-log", "/logs/blocks.jsonl")
+    assert run.returncode == 0, run.stderr
+    cid = run.stdout.strip()
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_healthy(base, cid)
+        status = _docker("exec", cid, "cat", "/proc/1/status").stdout
+        assert re.search(rf"^Uid:\s+{UID}\s+{UID}\s+{UID}\s+{UID}$", status, re.M), status
+        client = openai.OpenAI(base_url=base + "/v1", api_key="sk-client-own", max_retries=0)
+        r = client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hello"}])
+        assert r.choices[0].message.content == "hello"
+        assert fake.state.calls[-1]["headers"]["authorization"] == "Bearer sk-client-own"
+        with pytest.raises(openai.BadRequestError):
+            client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "a forbidden-word"}])
+        log = logs / "blocks.jsonl"
+        deadline = time.monotonic() + 10
+        while (not log.exists() or not log.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert log.stat().st_uid == UID and '"BANNED"' in log.read_text()
+        # an editor's save: a new file renamed over the old one, in the mounted folder
+        new = config / ".policies.yaml.tmp"
+        new.write_text(BANNED.replace("[forbidden-word]", "[forbidden-word, renamed-word]"))
+        os.replace(new, config / "policies.yaml")
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "a renamed-word"}])
+            except openai.BadRequestError:
+                break
+            assert time.monotonic() < deadline, "the container never reloaded the rename-saved policies"
+            time.sleep(0.5)
+    finally:
+        _docker("rm", "-f", cid)
+
+
+@needs_root
+def test_image_run_as_the_user_over_a_root_owned_mount_stops_with_a_message(image, deployment):
+    logs, config = deployment / "logs", deployment / "config"
+    run = _docker("run", "--rm", "--network", "host", "--user", str(UID), "-v", f"{logs}:/logs",
+                  "-v", f"{config}:/config:ro", image)
+    assert run.returncode == EX_CONFIG, run.stderr
+    assert "cannot write the block log /logs/blocks.jsonl" in run.stderr and "Traceback" not in run.stderr
+
+
+@needs_root
+def test_compose_cpu_profile_starts_on_a_fresh_checkout(image, fake, tmp_path):
+    """docker-compose.yml as shipped, its cpu service started (volumes, environment, restart, the
+    image's entrypoint), with only what host networking needs changed: no published port, a free port in
+    the command and the healthcheck, the prebuilt image. ./logs does not exist: Docker creates it
+    owned by root, which used to make this a crash loop."""
+    exe = shutil.which("docker-compose")
+    if exe is None:
+        pytest.skip("docker-compose is not installed")
+    from tests.servers import free_port
+
+    port = free_port()
+    project = Path(tempfile.mkdtemp(prefix="rsafe-compose-"))
+    project.chmod(0o755)
+    spec = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    service = spec["services"]["gateway"]
+    service.pop("ports")
+    service.pop("build")
+    service.update(image=image, network_mode="host")
+    service["command"] = [("127.0.0.1" if c == "0.0.0.0" else str(port) if c == "8080" else c) for c in service["command"]]
+    service["healthcheck"]["test"] = [t.replace("8080", str(port)) for t in service["healthcheck"]["test"]]
+    service["healthcheck"]["interval"] = "1s"
+    service["environment"]["RSAFE_UPSTREAM"] = fake.state.url + "/v1"
+    # the gpu profile's services stay in the file: not started, but Compose v1 still reads them
+    (project / "docker-compose.yml").write_text(yaml.safe_dump(spec))
+    (project / "policies.yaml").write_text(BANNED)
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "POLICIES_DIR", "RSAFE_UPSTREAM")}
+    name = f"rsafetest{os.getpid()}"
+
+    def compose(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([exe, "-p", name, *args], cwd=project, env=env, capture_output=True, text=True, timeout=180)
+
+    try:
+        up = compose("--profile", "cpu", "up", "-d", "--no-build")
+        assert up.returncode == 0, up.stderr
+        cid = compose("ps", "-q", "gateway").stdout.strip()
+        base = f"http://127.0.0.1:{port}"
+        _wait_healthy(base, cid)
+        deadline = time.monotonic() + 60
+        while _docker("inspect", "-f", "{{.State.Health.Status}}", cid).stdout.strip() != "healthy":
+            assert time.monotonic() < deadline, _docker("logs", cid).stderr
+            time.sleep(1)
+        assert _docker("inspect", "-f", "{{.RestartCount}}", cid).stdout.strip() == "0"
+        client = openai.OpenAI(base_url=base + "/v1", api_key="sk-client-own", max_retries=0)
+        client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hello"}])
+        assert fake.state.calls[-1]["headers"]["authorization"] == "Bearer sk-client-own"  # OPENAI_API_KEY unset
+        with pytest.raises(openai.BadRequestError):
+            client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "a forbidden-word"}])
+        log = project / "logs" / "blocks.jsonl"
+        deadline = time.monotonic() + 10
+        while (not log.exists() or '"BANNED"' not in log.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert (project / "logs").stat().st_uid == UID and '"BANNED"' in log.read_text()
+    finally:
+        compose("down", "--remove-orphans", "-t", "5")
+        shutil.rmtree(project, ignore_errors=True)
