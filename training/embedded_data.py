@@ -1,33 +1,37 @@
 """Training data for the embedded guard: the mix, the split, and the policy pool.
 
-The mix (all from `../shared/data/train`, never from bench/):
-- prompts (input direction): all of ToxicChat train (the only realistic, mostly-benign
-  user traffic), a seeded sample of Alpaca instructions (benign), AlpacaEval and
-  MT-Bench/Vicuna (benign), AdvBench, the refusal_direction harmful split and
-  Do-Not-Answer (all unsafe). Alpaca is subsampled so benign:unsafe stays ~3:1.
-- responses (output direction): refusal_completions (assistant replies, labels from
-  Llama Guard 2, noisy), judged with their user turn as context.
-- preference pairs: HH-RLHF harmless-base, last assistant turn of `rejected` vs
-  `chosen` for the same conversation. They carry no absolute label, so they only
-  feed a ranking loss (rejected should score higher than chosen).
+The mix (all from `../shared/data/train`, never from bench/; every cap is a seeded
+`random.Random(seed)` shuffle of the file, then the first N rows):
+- prompts (input direction): ToxicChat train (all; `meta.jailbreaking` rows are prompt
+  attacks), Alpaca (2000 of 18793), AlpacaEval, MT-Bench/Vicuna, MITRE FRR benign-but-
+  scary security requests (benign), AdvBench, refusal_direction harmful, Do-Not-Answer,
+  AART (70 crime concepts), CatQA (55 subcategories), CyberSecEval interpreter attacks
+  (300 of 489, so its fixed preamble does not dominate), the GuardReasoner-train sample (3000),
+  ConvAbuse, Davidson (all 1430 hate rows, 800 "offensive", 1000 neither), bias madlibs
+  (600), safety-tuned-llamas instructions (600; noisy, some harmless).
+- responses (output direction, judged with their user turn as context):
+  refusal_completions (1500 of 2365), DiaSafety (2500 of 9043; 5 context-sensitive types), GPTFuzz
+  replies (1500 of 4232; jailbroken vs refusing), SafeText (dangerous advice),
+  safety-tuned-llamas refusals (600, safe).
+- synthetic, written for this project (`training/embedded_synth.py`): everyday benign
+  traffic in both directions (greetings, thanks, "OK", routine requests, help-seeking,
+  benign-but-scary questions, refusals) and prompt attacks (jailbreak framings,
+  injections inside documents, e-mails and tool results) with benign look-alikes.
+- preference pairs: HH-RLHF harmless-base (kept for the optional ranking loss).
 
-The validation split is 15% of every source file, chosen with the seed; it is used
-for early stopping, calibration and the default thresholds.
+The validation split is 15% of every source (seeded); it picks the checkpoint, fits the
+calibration and sets the thresholds (a target false-positive rate on its benign rows).
 
-Output augmentation: a share of prompt items also appear as assistant replies
-(see `augment_outputs`), because the only labelled replies (refusal_completions)
-otherwise teach a refusal-vs-compliance shortcut.
-
-Policy labels. Most files say only safe/unsafe, not *which* policy is violated, but
-the head must learn "unsafe with respect to this policy". So each unsafe item is
-given its covering policies among the defaults (S1..S14) by zero-shot similarity
-between the item and each policy's text (top-1, plus any within `NEAR` of it);
-policies far below the top (`FAR`) are negatives; those in between are ignored.
-Do-Not-Answer's risk areas add five more policies with exact labels, and a few
-generic "anything harmful" policies are positive for every unsafe item. Each
-default policy also appears in several wordings (name only, description only,
-full text) so the head learns to read text rather than to recognize eight
-fixed embeddings.
+Policy labels. An unsafe row is a positive for the policies of its own fine-grained
+category (AART crime, CatQA subcategory, Do-Not-Answer area, ConvAbuse/DiaSafety type,
+cyber attack type, ...), each category written as several plain-language policies, and
+a negative for categories whose wording is far from its own (cosine of the frozen
+encoder's policy embeddings below `CAT_FAR`): "a policy's negatives include harmful
+content of other categories". For the defaults S1..S14 a row is positive for the ones
+nearest to it by zero-shot similarity (top-1 and any within `NEAR`; categories map as a
+whole), negative for those `FAR` below the top, unknown in between. PROMPT_ATTACK is
+positive only for attack rows, negative for safe rows and for plain harmful requests
+from sources that hold no jailbreaks. Safe rows are negatives under every policy.
 """
 
 from __future__ import annotations
@@ -39,45 +43,40 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from guard.policies import Policy, PolicySet
-
-DNA_POLICIES = {
-    "information_hazard": "Information hazards: requests for private or sensitive information about people or "
-    "organizations, or for dangerous knowledge that could enable serious harm, such as personal data, "
-    "security details or instructions for dangerous activities.",
-    "malicious_uses": "Malicious uses: helping someone commit illegal or unethical acts, such as fraud, "
-    "cyberattacks, weapons, drugs, deception, or causing harm to others.",
-    "discrimination_exclusion_toxicity_hateful_offensive": "Toxic and discriminatory content: hateful, "
-    "offensive, obscene or sexually explicit language, insults, stereotypes or discrimination against groups.",
-    "misinformation_harms": "Misinformation harms: spreading false or misleading claims, or giving unreliable "
-    "medical, legal or financial advice that could lead people to harm.",
-    "human_chatbox": "Unhealthy human-chatbot interaction: treating the assistant as a human, asking about its "
-    "feelings, body or private life, or relying on it for mental health crises instead of real help.",
-}
-
-GENERIC_POLICIES = (
-    "Harmful content: anything unsafe, unethical, dangerous, hateful, sexual or illegal.",
-    "Block any request or reply that could cause harm to people, breaks the law, or is offensive.",
-    "Unsafe content of any kind.",
-)
+from training import embedded_policies as ep
+from training import embedded_synth as synth
 
 NEAR, FAR = 0.04, 0.10
+CAT_FAR = 0.55  # category wordings less similar than this are "other categories"
+
+# plain harmful requests, no jailbreak framing: negatives of PROMPT_ATTACK
+NO_ATTACK_SOURCES = {
+    "advbench.jsonl", "refusal_harmful_train.jsonl", "do_not_answer.jsonl", "aart.jsonl", "catqa.jsonl",
+    "davidson_hate_offensive.jsonl", "bias_madlibs.jsonl", "convabuse_train.jsonl", "safety_tuned_llamas_instructions.jsonl",
+    "cyber_interpreter_malicious.jsonl", "synth_everyday", "safetext.jsonl", "diasafety_train.jsonl",
+}
+
+DNA_POLICIES = ep.DNA_POLICIES  # re-exported for older callers
+GENERIC_POLICIES = ep.GENERIC_POLICIES
 
 
 @dataclass
 class Item:
     text: str
-    label: int  # 1 unsafe
+    label: int  # 1 unsafe, 0 safe, -1 unlabelled (HH pairs)
     source: str
     context: str = ""
     categories: tuple[str, ...] = ()
     pair: int = -1  # HH pair id (ranking loss only)
     pair_role: str = ""  # "chosen" | "rejected"
+    groups: tuple[str, ...] = ()  # fine-grained policy groups this row is a positive of
+    attack: bool = False  # a prompt attack (jailbreak framing / injection)
 
 
 @dataclass
 class PolicyText:
     text: str
-    group: str  # "S3", "dna:malicious_uses", "generic"
+    group: str  # "S3", "aart:fraud", "PROMPT_ATTACK", "generic", ...
     variant: str
 
 
@@ -100,36 +99,105 @@ def _last_exchange(transcript: str) -> tuple[str, str]:
     return user.strip(), reply.strip()
 
 
-def build_mix(data_dir: Path, seed: int, alpaca: int = 3000, hh_pairs: int = 1200, val_frac: float = 0.15, limit: int | None = None) -> Mix:
-    """Read train/ and split every file into train/val with the seed (see module doc)."""
+# (file, cap) in reading order; None = all rows
+SPEC = [
+    ("toxicchat_train.jsonl", None),
+    ("alpaca_benign.jsonl", "alpaca"),
+    ("alpacaeval_benign.jsonl", None),
+    ("mtbench_vicuna_benign.jsonl", None),
+    ("mitre_frr_benign.jsonl", None),
+    ("advbench.jsonl", None),
+    ("refusal_harmful_train.jsonl", None),
+    ("do_not_answer.jsonl", None),
+    ("aart.jsonl", None),
+    ("catqa.jsonl", None),
+    ("cyber_interpreter_malicious.jsonl", 300),
+    ("guardreasoner_train_sample.jsonl", 3000),
+    ("convabuse_train.jsonl", None),
+    ("davidson_hate_offensive.jsonl", "davidson"),
+    ("bias_madlibs.jsonl", 600),
+    ("safety_tuned_llamas_instructions.jsonl", 600),
+    ("refusal_completions.jsonl", 1500),
+    ("diasafety_train.jsonl", 2500),
+    ("gptfuzz_responses_train.jsonl", 1500),
+    ("safetext.jsonl", None),
+    ("safety_tuned_llamas_refusals.jsonl", 600),
+]
+
+
+def _groups(name: str, row: dict) -> tuple[tuple[str, ...], bool]:
+    """Fine-grained positive groups of an unsafe row, and whether it is a prompt attack."""
+    cats = [c for c in (row.get("categories") or ()) if c]
+    meta = row.get("meta") or {}
+    if name == "aart.jsonl":
+        return tuple(f"aart:{c}" for c in cats), False
+    if name == "catqa.jsonl" and cats:
+        return (f"catqa:{cats[-1]}", f"catcat:{cats[0]}"), False
+    if name == "do_not_answer.jsonl":
+        return tuple(f"dna:{c}" for c in cats), False
+    if name == "cyber_interpreter_malicious.jsonl":
+        return tuple(f"cyber:{c}" for c in cats) + ("S14",), False
+    if name == "convabuse_train.jsonl":
+        return tuple(f"conv:{c}" for c in cats), False
+    if name == "diasafety_train.jsonl":
+        return tuple(f"dia:{c}" for c in cats), False
+    if name == "davidson_hate_offensive.jsonl":
+        return tuple(f"dav:{c}" for c in cats), False
+    if name == "bias_madlibs.jsonl":
+        return ("dav:hate",), False
+    if name == "toxicchat_train.jsonl" and meta.get("jailbreaking"):
+        return ("PROMPT_ATTACK",), True
+    return (), False
+
+
+def _cap(name: str, cap, alpaca: int) -> int | None:
+    if cap == "alpaca":
+        return alpaca
+    if isinstance(cap, int):
+        return cap
+    return None
+
+
+def _davidson(rows: list[dict]) -> list[dict]:
+    hate = [r for r in rows if "hate" in (r.get("categories") or ())]
+    off = [r for r in rows if "offensive" in (r.get("categories") or ())][:800]
+    safe = [r for r in rows if r["label"] == "safe"][:1000]
+    return hate + off + safe
+
+
+def build_mix(data_dir: Path, seed: int, alpaca: int = 3000, hh_pairs: int = 1200, val_frac: float = 0.15,
+              limit: int | None = None, synthetic: bool = True) -> Mix:
+    """Read train/ (+ the synthetic sets) and split every source into train/val with the seed."""
     rng = random.Random(seed)
     mix = Mix()
-    spec = [
-        ("toxicchat_train.jsonl", None),
-        ("alpaca_benign.jsonl", alpaca),
-        ("alpacaeval_benign.jsonl", None),
-        ("mtbench_vicuna_benign.jsonl", None),
-        ("advbench.jsonl", None),
-        ("refusal_harmful_train.jsonl", None),
-        ("do_not_answer.jsonl", None),
-        ("refusal_completions.jsonl", None),
-    ]
-    for name, cap in spec:
+    for name, cap in SPEC:
         path = data_dir / name
         if not path.exists():
             continue
         rows = _read(path)
         rng.shuffle(rows)
-        rows = rows[: cap or len(rows)][: limit or None]
+        if cap == "davidson":
+            rows = _davidson(rows)
+            rng.shuffle(rows)
+        n = _cap(name, cap, alpaca)
+        rows = rows[: n or len(rows)][: limit or None]
         items = []
         for row in rows:
+            label = int(row["label"] == "unsafe")
+            groups, attack = _groups(name, row) if label else ((), False)
+            cats = tuple(row.get("categories") or ())
             if row.get("task") == "response":
-                items.append(Item(row["response"] or "", int(row["label"] == "unsafe"), name, row.get("prompt") or ""))
+                items.append(Item(row["response"] or "", label, name, row.get("prompt") or "", cats, groups=groups))
             else:
-                items.append(Item(row["prompt"] or "", int(row["label"] == "unsafe"), name, categories=tuple(row.get("categories") or ())))
-        cut = max(1, int(len(items) * val_frac)) if len(items) > 1 else 0
-        mix.val += items[:cut]
-        mix.train += items[cut:]
+                items.append(Item(row["prompt"] or "", label, name, categories=cats, groups=groups, attack=attack))
+        items = [it for it in items if it.text.strip()]
+        _split(items, val_frac, mix)
+    if synthetic:
+        for source, rows in (("synth_everyday", synth.everyday(seed)), ("synth_attack", synth.attacks(seed))):
+            items = [Item(r["text"], r["label"], source, r.get("context", ""), groups=tuple(r.get("groups", ())),
+                          attack=bool(r.get("attack"))) for r in rows][: limit or None]
+            random.Random(seed + 7).shuffle(items)
+            _split(items, val_frac, mix)
     hh = data_dir / "hh_rlhf_harmless_pairs.jsonl"
     if hh.exists():
         rows = _read(hh)
@@ -148,44 +216,64 @@ def build_mix(data_dir: Path, seed: int, alpaca: int = 3000, hh_pairs: int = 120
     return mix
 
 
-def augment_outputs(items: list[Item], seed: int, share: float = 0.5) -> list[Item]:
-    """Prompt items re-used as assistant turns, so the output head reads the content itself.
+def _split(items: list[Item], val_frac: float, mix: Mix) -> None:
+    cut = max(1, int(len(items) * val_frac)) if len(items) > 1 else 0
+    mix.val += items[:cut]
+    mix.train += items[cut:]
 
-    refusal_completions alone teaches the output direction a shortcut (harmful user
-    turn + "not a refusal" = unsafe, with model-specific quirks) and misses plainly
-    harmful replies. Harm in text does not depend on who wrote it, so a share of the
-    prompt items also appear as replies: unsafe texts after a harmful user turn,
-    safe texts after a benign one (user turns drawn from refusal_completions with the
-    seed). Labels are unchanged. No new text is needed: the features are cached.
+
+def augment_outputs(items: list[Item], seed: int, share: float = 0.5) -> list[Item]:
+    """Prompt items re-used as assistant turns, so the output direction reads the content itself.
+
+    Harm in text does not depend on who wrote it: a share of the prompt items also appear
+    as replies, unsafe texts after a harmful user turn, safe texts after a benign one (user
+    turns drawn with the seed from the labelled response files). Labels are unchanged.
+    Attack rows are not re-used (an injection is a property of the input).
     """
     rng = random.Random(seed + 1)
-    harmful_ctx = [it.context for it in items if it.context and it.source == "refusal_completions.jsonl" and it.label == 1]
-    benign_ctx = [it.context for it in items if it.context and it.source == "refusal_completions.jsonl" and it.label == 0]
+    resp = [it for it in items if it.context and it.label >= 0 and it.source != "synth_everyday"]
+    harmful_ctx = [it.context for it in resp if it.label == 1]
+    benign_ctx = [it.context for it in resp if it.label == 0]
     if not harmful_ctx or not benign_ctx:
         return []
     out = []
     for it in items:
-        if it.context or it.label < 0 or rng.random() > share:
+        if it.context or it.label < 0 or it.attack or rng.random() > share:
             continue
         ctx = rng.choice(harmful_ctx if it.label == 1 else benign_ctx)
-        out.append(Item(it.text, it.label, it.source + "+as_reply", ctx, it.categories))
+        out.append(Item(it.text, it.label, it.source + "+as_reply", ctx, it.categories, groups=it.groups))
     return out
 
 
-def policy_pool(defaults: PolicySet) -> list[PolicyText]:
-    """Every policy wording the head trains on (defaults in several forms, DNA areas, generic)."""
+def policy_pool(defaults: PolicySet, items: list[Item] | None = None, seed: int = 0) -> list[PolicyText]:
+    """Every policy wording the model trains on (see `training/embedded_policies.py`)."""
     pool: list[PolicyText] = []
     for p in defaults.policies:
         if p.engine != "model":
             continue
         first = p.description.split(". ")[0].rstrip(".") + "."
         variants = {"full": p.text, "desc": p.description, "name": p.name or p.id, "first": f"{p.name}: {first}"}
+        for i, alt in enumerate(ep.S_PARAPHRASES.get(p.id, ())):
+            variants[f"alt{i}"] = alt
         for variant, text in variants.items():
             pool.append(PolicyText(text, p.id, variant))
-    for cat, text in DNA_POLICIES.items():
-        pool.append(PolicyText(text, f"dna:{cat}", "full"))
-    for i, text in enumerate(GENERIC_POLICIES):
+    for group, texts in ep.fine_grained().items():
+        for i, text in enumerate(texts):
+            pool.append(PolicyText(text, group, f"v{i}"))
+    for i, text in enumerate(ep.GENERIC_POLICIES):
         pool.append(PolicyText(text, "generic", f"g{i}"))
+    if items:  # policies written with examples, in Policy.text's format
+        rng = random.Random(seed + 3)
+        by_group: dict[str, list[str]] = {}
+        for it in items:
+            if it.label == 1 and not it.context:
+                for g in it.groups:
+                    by_group.setdefault(g, []).append(it.text[:200])
+        seen = {p.group: p.text for p in pool if p.variant in ("v0", "full")}
+        for g in sorted(by_group):
+            if g in seen and len(by_group[g]) >= 4:
+                ex = rng.sample(by_group[g], 2)
+                pool.append(PolicyText(seen[g] + "\nViolating examples: " + " | ".join(ex), g, "examples"))
     return pool
 
 

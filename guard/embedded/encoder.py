@@ -69,7 +69,7 @@ def load_overlay(model, overlay: Path) -> None:
 
     try:
         state = load_file(str(overlay))
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # OSError, or safetensors' own error for a corrupt file
         raise GuardConfigError(f"embedded guard encoder overlay unreadable at {overlay}: {exc}") from exc
     own = model.state_dict()
     bad = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]

@@ -100,7 +100,7 @@ def load(path: Path = WEIGHTS_DIR) -> tuple[PolicyHead, HeadMeta]:
     try:
         meta = HeadMeta.from_json((path / "meta.json").read_text())
         state = load_file(str(path / "head.safetensors"))
-    except (OSError, ValueError, TypeError) as exc:
+    except Exception as exc:  # OSError, bad JSON/fields, or safetensors' own error for a corrupt file
         raise GuardConfigError(f"embedded guard weights unreadable at {path}: {exc}") from exc
     head = PolicyHead(hidden=meta.hidden)
     head.load_state_dict({k: v.float() for k, v in state.items()})
