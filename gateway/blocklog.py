@@ -53,7 +53,7 @@ class BlockLog:
         self.path = path
         handler = _handler(path, max_bytes, backups)
         handler.setFormatter(logging.Formatter("%(message)s"))
-        self._queue: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        self._queue: queue.Queue[logging.LogRecord] = queue.Queue()  # joinable: see flush()
         self._listener = logging.handlers.QueueListener(self._queue, handler)
         self._handler = handler
         self._stdlib = logging.Logger(f"rsafe.blocklog.{id(self)}", logging.INFO)
@@ -124,6 +124,11 @@ class BlockLog:
             fail_open=[], guard=None, decided_by="upstream", latency_ms=0.0, error=error, truncated=False,
             cached=False, policy_version=policy_version,
         )
+
+    def flush(self) -> None:
+        """Wait until every line recorded so far is written (tests, and readers in-process)."""
+        self._queue.join()
+        self._handler.flush()
 
     def close(self) -> None:
         self._listener.stop()

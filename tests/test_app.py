@@ -38,7 +38,11 @@ def chat(client, content, model="echo", **extra):
     return client.post("/v1/chat/completions", json={"model": model, "messages": [{"role": "user", "content": content}], **extra})
 
 
-def log_lines(tmp_path):
+def log_lines(tmp_path, client=None):
+    """The block log's lines; with `client`, after its background writer has written everything
+    recorded so far (reading before that raced the writer under load)."""
+    if client is not None:
+        client.app.state.gateway.blocklog.flush()
     path = tmp_path / "blocks.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
@@ -63,7 +67,7 @@ def test_input_block_is_400_content_filter(client, fake, tmp_path):
     assert err["code"] == "content_filter" and err["param"] == "VIOLENCE"
     assert err["message"] == "Blocked by VIOLENCE. (Your request was rejected as a result of the safety system.)"
     assert fake.state.calls == [], "a blocked request must not reach the upstream"
-    (line,) = log_lines(tmp_path)
+    (line,) = log_lines(tmp_path, client)
     assert line["decision"] == "block" and line["policies"] == ["VIOLENCE"] and line["direction"] == "input"
     assert line["request_id"] == r.headers["x-request-id"]
     assert "content" not in line and line["content_sha256"].startswith("sha256:")
@@ -210,7 +214,7 @@ def test_health_ready_models_metrics(client):
 def test_guard_failure_blocks_and_logs(client, tmp_path):
     r = chat(client, "GUARD_CRASH")
     assert r.status_code == 400 and r.json()["error"]["code"] == "content_filter"
-    (line,) = log_lines(tmp_path)
+    (line,) = log_lines(tmp_path, client)
     assert line["decision"] == "error" and "unreadable" in line["error"]
 
 
