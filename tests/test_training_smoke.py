@@ -54,6 +54,17 @@ def losses(trainer) -> list[float]:
     return [h["loss"] for h in trainer.state.log_history if "loss" in h]
 
 
+def assert_read_by_the_guard(result: Verdict | GuardFailure, example) -> None:
+    """The checkpoint loaded and generated: a verdict on every policy, or (garbage after two steps)
+    an answer the parser refused, which the pipeline fails closed. A checkpoint that does not load
+    or generate raises something else, or a GuardFailure that is not about the answer."""
+    if isinstance(result, Verdict):
+        assert set(result.results) == set(example.policy_ids), result
+    else:
+        assert isinstance(result, GuardFailure)
+        assert any(w in str(result) for w in ("answer", "think", "boxed", "truncated", "verdict")), result
+
+
 def guard_check(checkpoint: Path, example) -> Verdict | GuardFailure:
     """The guard engine's own path: RSafe prompt -> transformers engine -> parser -> Verdict."""
     from guard.rsafe import build
@@ -121,10 +132,7 @@ def test_sft_steps_train_every_parameter_and_reload_through_the_guard(tiny, tmp_
     for name, p in reloaded.named_parameters():
         assert torch.equal(p, dict(trainer.model.named_parameters())[name].detach()), name
     example = next(e for e in examples if e.direction == "input")
-    result = guard_check(out, example)
-    assert isinstance(result, (Verdict, GuardFailure))  # garbage after 2 steps fails closed; never a silent pass
-    if isinstance(result, Verdict):
-        assert set(result.results) == set(example.policy_ids)
+    assert_read_by_the_guard(guard_check(out, example), example)
 
 
 def test_grpo_steps_train_every_parameter_and_reload_through_the_guard(tiny, tmp_path):
@@ -144,8 +152,8 @@ def test_grpo_steps_train_every_parameter_and_reload_through_the_guard(tiny, tmp
     )
     assert losses(trainer) and all(math.isfinite(x) for x in losses(trainer))
     assert_all_changed(before, trainer.model)
-    result = guard_check(out, next(e for e in examples if e.direction == "input"))
-    assert isinstance(result, (Verdict, GuardFailure))
+    example = next(e for e in examples if e.direction == "input")
+    assert_read_by_the_guard(guard_check(out, example), example)
 
 
 def test_export_makes_a_servable_directory(tiny, tmp_path):
