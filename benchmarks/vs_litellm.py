@@ -1,7 +1,7 @@
 """The gateway beside LiteLLM's proxy: one run, one fake upstream, interleaved rounds.
 
 Four targets behind the same loopback fake upstream (an OpenAI-wire HTTP server started
-by this script, JSON and SSE):
+by this script, JSON and SSE: benchmarks/vs_litellm_upstream.py):
 
 - `direct`: the fake upstream itself (the baseline the others add to);
 - `litellm`: LiteLLM's proxy (`litellm --config`, 1 worker, a master key, no guard), from a
@@ -55,52 +55,6 @@ LITELLM_SPEC = "litellm[proxy]"
 # Both proxies authenticate the client, as deployed: LiteLLM's master key (it refuses to start
 # without one), the gateway's gateway key; the fake upstream ignores it.
 KEY = "sk-" + secrets.token_hex(32)
-
-
-# ---- the fake upstream (run as `vs_litellm.py --serve-upstream PORT`) --------------------
-def upstream_app():
-    import orjson
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import Response, StreamingResponse
-    from starlette.routing import Route
-
-    def reply_to(body: dict) -> str:
-        user = next((m.get("content") or "" for m in reversed(body.get("messages", [])) if m.get("role") == "user"), "")
-        return " ".join(reversed(str(user).split()))
-
-    async def chat(request: Request) -> Response:
-        body = orjson.loads(await request.body())
-        text, model, created = reply_to(body), body.get("model", "bench"), int(time.time())
-        usage = {"prompt_tokens": 70, "completion_tokens": 70, "total_tokens": 140}
-        if not body.get("stream"):
-            return Response(orjson.dumps({
-                "id": "chatcmpl-bench", "object": "chat.completion", "created": created, "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop",
-                             "logprobs": None}],
-                "usage": usage,
-            }), media_type="application/json")
-
-        def event(delta: dict, finish: str | None = None) -> bytes:
-            chunk = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": created, "model": model,
-                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
-            return b"data: " + orjson.dumps(chunk) + b"\n\n"
-
-        async def events():
-            yield event({"role": "assistant", "content": ""})
-            for i in range(0, len(text), 4):  # ~one token per event
-                yield event({"content": text[i : i + 4]})
-            yield event({}, "stop")
-            yield b"data: [DONE]\n\n"
-
-        return StreamingResponse(events(), media_type="text/event-stream")
-
-    async def models(_: Request) -> Response:
-        return Response(orjson.dumps({"object": "list", "data": [{"id": "bench", "object": "model", "created": 0,
-                                                                   "owned_by": "bench"}]}), media_type="application/json")
-
-    return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]),
-                             Route("/v1/models", models, methods=["GET"])])
 
 
 # ---- prompts: a new one on every request ---------------------------------------------------
@@ -286,14 +240,7 @@ def main() -> None:
     ap.add_argument("--litellm-venv", type=Path, default=Path("/tmp/rsafe-bench-litellm"))
     ap.add_argument("--no-install", action="store_true", help="skip LiteLLM if its venv is missing")
     ap.add_argument("--out", type=Path, help="also write the results as JSON here")
-    ap.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
-
-    if args.serve_upstream:
-        import uvicorn
-
-        uvicorn.run(upstream_app(), host="127.0.0.1", port=args.serve_upstream, log_level="warning", access_log=False)
-        return
 
     started = dt.datetime.now(dt.timezone.utc)
     info = {"date": started.isoformat(timespec="seconds"), **machine(), "load_before": load_avg()}
@@ -307,8 +254,8 @@ def main() -> None:
     try:
         up = free_port()
         upstream = f"http://127.0.0.1:{up}/v1"
-        procs.append(start("upstream", [sys.executable, str(Path(__file__).resolve()), "--serve-upstream", str(up)],
-                           upstream + "/models", work))
+        procs.append(start("upstream", [sys.executable, str(ROOT / "benchmarks" / "vs_litellm_upstream.py"), "--port",
+                                        str(up)], upstream + "/models", work))
         urls["direct"] = upstream + "/chat/completions"
         if "litellm" in args.targets:
             exe = ensure_litellm(args.litellm_venv, install=not args.no_install)
