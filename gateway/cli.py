@@ -1,4 +1,6 @@
-"""The `rsafe` command: serve the gateway, check a text, validate policies.
+"""The gateway's commands of `rsafe`: serve the gateway, check a text, validate policies, logs.
+
+`rsafe/cli.py` adds `eval` and `train` (guard/ and training/ contribute their own).
 
 Every `serve` option is also an `RSAFE_*` environment variable (see gateway/settings.py);
 a flag given on the command line wins.
@@ -26,32 +28,6 @@ policies_app = typer.Typer(help="Work with policies.yaml.", no_args_is_help=True
 guard_app = typer.Typer(help="Run the guard on its own.", no_args_is_help=True)
 app.add_typer(policies_app, name="policies")
 app.add_typer(logs_app, name="logs")
-train_app = typer.Typer(help="Train guards (the embedded classifier; the RSafe reasoning guard: data, sft, grpo, export).",
-                        no_args_is_help=True)
-app.add_typer(train_app, name="train")
-
-
-def _register_heavy_commands() -> None:
-    """Commands whose modules import lazily inside their functions."""
-    from guard.evaluation.cli import eval_command
-    from training import data, export, grpo, sft
-
-    app.command("eval")(eval_command)
-    train_app.command("data")(data.cli)
-    train_app.command("sft")(sft.cli)
-    train_app.command("grpo")(grpo.cli)
-    train_app.command("export")(export.cli)
-
-
-_register_heavy_commands()
-
-
-@train_app.command("embedded", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def train_embedded(ctx: typer.Context) -> None:
-    """Train the embedded guard's head (arguments as `python -m training.embedded --help`)."""
-    from training.embedded import main as train_main  # imports torch: only when asked
-
-    train_main(list(ctx.args))
 policies_app.command("test")(policies_test_command)
 app.add_typer(guard_app, name="guard")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from gateway.cli import app
+from rsafe.cli import app
 from guard.policies import PolicySet
 
 ROOT = Path(__file__).resolve().parent.parent

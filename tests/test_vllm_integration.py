@@ -160,7 +160,7 @@ async def test_dead_replica_is_skipped(vllm_server) -> None:
 def _rsafe_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     import sys
 
-    cmd = [sys.executable, "-c", "from gateway.cli import main; main()", *args]
+    cmd = [sys.executable, "-c", "from rsafe.cli import main; main()", *args]
     return subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300, cwd=REPO, env={**os.environ, **(env or {})})
 
 

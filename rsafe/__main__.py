@@ -1,0 +1,3 @@
+from rsafe.cli import main
+
+main()
