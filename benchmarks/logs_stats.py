@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from tests.fakes.blocklogs import record
 
-CLI = "from gateway.logs_cli import logs_app; logs_app()"
+CLI = "from gateway.blocklog.cli import logs_app; logs_app()"
 
 
 def generate(path: Path, n: int, files: int, gz: int, seed: int = 7) -> tuple[list[Path], str]:

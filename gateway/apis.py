@@ -2,8 +2,8 @@
 
 An adapter knows, for its endpoint: the upstream path, how to read the moderated text
 out of a request (`read_input`), and how to moderate a whole (non-streamed) response
-(`output_units` + `block_unit`). Streams are handled in `gateway/streaming.py` and
-`gateway/responses_stream.py`. Everything an adapter does not read passes through.
+(`output_units` + `block_unit`). Streams are handled in `gateway/streams/chat.py` and
+`gateway/streams/responses.py`. Everything an adapter does not read passes through.
 """
 
 from __future__ import annotations

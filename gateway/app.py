@@ -18,7 +18,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import routes
-from gateway.admin import admin_routes
+from gateway.admin.view import admin_routes
 from gateway.apis import CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES
 from gateway.errors import GatewayError, MethodNotAllowed, NotFound
 from gateway.service import Gateway

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from gateway.apis import block_response
-from gateway.streaming import DONE_LINE, sse, sse_named
+from gateway.streams.chat import DONE_LINE, sse, sse_named
 
 _ZERO = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
 

@@ -18,7 +18,7 @@ from gateway.errors import (
     BadRequest, ClientGone, GatewayError, NotFound, PayloadTooLarge, RequestTimeout, Unauthorized, UpstreamStatusError,
 )
 from gateway.service import Gateway, RequestContext
-from gateway.streaming import sse
+from gateway.streams.chat import sse
 
 log = structlog.get_logger("rsafe.gateway")
 T = TypeVar("T")

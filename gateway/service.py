@@ -15,18 +15,18 @@ from typing import Any, TypeVar
 
 import structlog
 
-from gateway.blocklog import BlockLog
-from gateway.checkreport import remote_check
+from gateway.blocklog.writer import BlockLog
+from gateway.commands.checkreport import remote_check
 from gateway.errors import BadRequest, ContentBlocked, GatewayError
 from gateway.messages import Piece, last_user_text, rebuild_turns
 from gateway.metrics import Metrics
 from gateway.pipeline import Decision, Moderator, strictest
 from gateway.policystore import PolicyStore
-from gateway.retention import RetentionTask
+from gateway.blocklog.retention import RetentionTask
 from gateway.settings import Settings
-from gateway.responses_stream import ResponsesStream
+from gateway.streams.responses import ResponsesStream
 from gateway.blocked_reply import blocked_reply
-from gateway.streaming import ChatStream, passthrough, prompt_estimate
+from gateway.streams.chat import ChatStream, passthrough, prompt_estimate
 from gateway.upstream import Upstream
 from guard.policies import Direction, GuardSettings, PolicySet
 from guard.cache import build_cached
@@ -201,7 +201,7 @@ class Gateway:
         """`POST /v1/moderations`: OpenAI's response shape, keyed by policy id, plus the reasoning."""
         texts = moderation_inputs(body)
         ctx.model = body.get("model") if isinstance(body.get("model"), str) else None
-        checked = await remote_check(self, ctx, body, texts)  # `rsafe check --url` (gateway/checkreport.py)
+        checked = await remote_check(self, ctx, body, texts)  # `rsafe check --url` (gateway/commands/checkreport.py)
         if checked is not None:
             return checked
         policies = self.policies

@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     body_read_timeout_s: float = Field(default=30.0, gt=0)
     # `rsafe guard serve`: only /v1/moderations and the health/metrics routes (no upstream).
     guard_only: bool = False
-    # `rsafe serve --workers N`: N gateway processes sharing the port (gateway/workers.py).
+    # `rsafe serve --workers N`: N gateway processes sharing the port (gateway/commands/workers.py).
     workers: int = Field(default=1, ge=1, le=256)
     gateway_keys: list[GatewayKey] = []
     admin_key: SecretStr | None = None

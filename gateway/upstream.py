@@ -10,7 +10,7 @@ headers (`Retry-After`, `retry-after-ms`, `x-ratelimit-*`). Whatever is relayed 
 gateway's own secrets scrubbed out (`gateway/upstream_relay.py`). A request that hit a stale
 pooled connection before a byte of it was written is retried once (`gateway/upstream_pool.py`).
 Streams are async generators of parsed SSE chunks, `DONE` on `data: [DONE]`; a stream that just
-stops yields nothing more (the stream classes in `gateway/streaming.py` judge whether it was
+stops yields nothing more (the stream classes in `gateway/streams/chat.py` judge whether it was
 complete), one that breaks raises `UpstreamStreamCut`. Closing the generator (`aclose()`, or
 cancellation) closes the upstream connection, so a client that goes away stops the tokens being
 generated and billed.

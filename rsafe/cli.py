@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.cli import app
+from gateway.commands.cli import app
 from guard.evaluation.cli import eval_command
 from training.cli import train_app
 

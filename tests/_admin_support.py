@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.admin import admin_routes
+from gateway.admin.view import admin_routes
 from gateway.app import create_app
 from gateway.settings import Settings
 from tests.fakes.guard import ScriptedGuard

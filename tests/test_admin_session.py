@@ -12,9 +12,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from gateway import admin_auth
-from gateway.admin_auth import COOKIE, FailureLimiter, issue_session, read_session
-from gateway.logs_cli import logs_app
+from gateway.admin import auth as admin_auth
+from gateway.admin.auth import COOKIE, FailureLimiter, issue_session, read_session
+from gateway.blocklog.cli import logs_app
 from tests._admin_support import ADMIN_KEY, admin_app
 from tests.fakes.blocklogs import write_log
 from tests.fakes.upstream import create_fake_upstream

@@ -12,9 +12,9 @@ import orjson
 import pytest
 from starlette.testclient import TestClient
 
-from gateway.admin_auth import COOKIE
+from gateway.admin.auth import COOKIE
 from gateway.app import create_app
-from gateway.logindex import BlockIndex
+from gateway.blocklog.index import BlockIndex
 from gateway.settings import Settings
 from tests._admin_support import ADMIN_KEY, admin_app, with_admin
 from tests.fakes.blocklogs import record, write_log
@@ -179,7 +179,7 @@ def test_block_index_is_incremental_and_survives_rotation(tmp_path):
 
 
 def test_a_filter_matching_nothing_stops_on_its_time_budget(client, monkeypatch):
-    from gateway import admin
+    from gateway.admin import view as admin
 
     monkeypatch.setattr(admin, "SCAN_BUDGET_S", 0.0)
     text = signed_in(client).get("/admin", params={"policy": "BANNED"}).text

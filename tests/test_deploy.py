@@ -9,7 +9,7 @@ import pytest
 import typer.main
 import yaml
 
-from gateway.cli import app
+from gateway.commands.cli import app
 from gateway.settings import Settings
 from guard.registry import available
 

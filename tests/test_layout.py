@@ -33,7 +33,7 @@ def test_guard_never_imports_gateway():
 
 
 def test_loading_the_gateway_command_loads_no_training_code():
-    code = "import gateway.cli, sys; print(sorted(m for m in sys.modules if m == 'training' or m.startswith('training.')))"
+    code = "import gateway.commands.cli, sys; print(sorted(m for m in sys.modules if m == 'training' or m.startswith('training.')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]"
 

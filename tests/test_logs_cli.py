@@ -11,8 +11,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from gateway import logs_cli
-from gateway.logs_cli import logs_app
+from gateway.blocklog import cli as logs_cli
+from gateway.blocklog.cli import logs_app
 from tests.fakes.blocklogs import write_log
 
 app = typer.Typer()

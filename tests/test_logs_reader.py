@@ -12,9 +12,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from gateway import logread
-from gateway.blocklog import BlockLog
-from gateway.logread import Filter
+from gateway.blocklog import reader as logread
+from gateway.blocklog.writer import BlockLog
+from gateway.blocklog.reader import Filter
 from gateway.pipeline import Decision, PolicyOutcome
 from guard.policies import Direction
 from tests.fakes.blocklogs import write_log

@@ -7,8 +7,8 @@ import gzip
 import os
 import time
 
-from gateway.blocklog import BlockLog
-from gateway.retention import RetentionTask, prune_block_logs
+from gateway.blocklog.writer import BlockLog
+from gateway.blocklog.retention import RetentionTask, prune_block_logs
 from gateway.settings import Settings
 
 

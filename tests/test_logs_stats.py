@@ -10,8 +10,8 @@ import numpy as np
 import orjson
 import pytest
 
-from gateway import logstats
-from gateway.logread import Filter
+from gateway.blocklog import stats as logstats
+from gateway.blocklog.reader import Filter
 from tests.fakes.blocklogs import write_log
 
 
@@ -126,7 +126,7 @@ def test_empty_or_missing_log(tmp_path):
 
 
 def test_cache_reuses_rotated_files_only_and_gives_the_same_numbers(tmp_path):
-    from gateway.logcache import StatsCache
+    from gateway.blocklog.cache import StatsCache
 
     path = tmp_path / "log" / "blocks.jsonl"
     files = write_log(path, 3000, files=3, gzip_rotated=1, seed=9)

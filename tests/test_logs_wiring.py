@@ -1,5 +1,5 @@
 """The operations features as shipped: `rsafe logs`, `rsafe policies test`, /admin in create_app,
-the policy-store metrics and retention in the Gateway (wired by gateway/cli.py, app.py, service.py)."""
+the policy-store metrics and retention in the Gateway (wired by gateway/commands/cli.py, app.py, service.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def rsafe(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "gateway.commands.cli", *args], capture_output=True, text=True,
                           cwd=ROOT, timeout=120, check=False)
 
 

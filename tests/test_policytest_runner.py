@@ -13,8 +13,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from gateway.policytest import Case, SuiteError, load_suite, run_suite, unknown_policies
-from gateway.policytest_cli import policies_test_command
+from gateway.commands.policytest import Case, SuiteError, load_suite, run_suite, unknown_policies
+from gateway.commands.policytest_cli import policies_test_command
 from guard.policies import Direction, PolicySet
 from tests.fakes.guard import ScriptedGuard
 

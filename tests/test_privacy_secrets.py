@@ -9,7 +9,7 @@ import orjson
 import pytest
 from starlette.testclient import TestClient
 
-from gateway import logread
+from gateway.blocklog import reader as logread
 from gateway.settings import GatewayKey
 from tests._admin_support import ADMIN_KEY, GATEWAY_KEY, UPSTREAM_KEY, admin_app
 from tests.conftest import TEST_POLICIES

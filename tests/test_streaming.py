@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.pipeline import Decision
-from gateway.streaming import ChatStream, Window
+from gateway.streams.chat import ChatStream, Window
 from gateway.upstream import DONE
 from guard.policies import Direction, Policy, StreamSettings
 

@@ -20,7 +20,7 @@ import httpx
 import openai
 import pytest
 
-from gateway.logread import log_files
+from gateway.blocklog.reader import log_files
 from tests.procs import rsafe_server
 
 POLICIES = """

@@ -28,7 +28,7 @@ def build(options: dict[str, Any], policies: PolicySet):
     opts = validate_options(EmbeddedOptions, dict(options), "embedded guard options")
     head, meta = head_mod.load(Path(opts.weights or head_mod.WEIGHTS_DIR))
     threads = max(1, min(opts.threads, os.cpu_count() or 1))
-    cap = os.environ.get("RSAFE_WORKER_THREADS", "")  # `rsafe serve --workers N`: the CPUs / N (gateway/workers.py)
+    cap = os.environ.get("RSAFE_WORKER_THREADS", "")  # `rsafe serve --workers N`: the CPUs / N (gateway/commands/workers.py)
     if cap.isdigit() and int(cap) > 0:
         threads = min(threads, int(cap))
     encoder = Encoder(precision=opts.precision, overlay=head_mod.overlay_path(Path(opts.weights or head_mod.WEIGHTS_DIR)))

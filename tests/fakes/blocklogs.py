@@ -1,4 +1,4 @@
-"""Synthetic block logs with the exact line format of `gateway/blocklog.py`, for the log
+"""Synthetic block logs with the exact line format of `gateway/blocklog/writer.py`, for the log
 reader's tests and the `rsafe logs stats` benchmark. Deterministic for a given seed."""
 
 from __future__ import annotations

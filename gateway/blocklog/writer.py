@@ -1,7 +1,7 @@
 """The block log: one JSON line per decision that is not a plain allow.
 
 Written through structlog to a size-rotated file that several worker processes can share
-(`gateway/logfile.py`: one locked append per line, rotation seen by all). The write itself
+(`gateway/blocklog/handler.py`: one locked append per line, rotation seen by all). The write itself
 happens on a `QueueListener` thread, so a slow disk never stalls the event loop. Content is
 never written unless the operator turns `log_content` on; otherwise a SHA-256
 prefix and the length identify it. Keys (upstream or gateway) never reach it.
@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 import structlog
 
-from gateway.logfile import STDOUT_LOCK_ENV, SharedRotatingFileHandler, SharedStdoutHandler
+from gateway.blocklog.handler import STDOUT_LOCK_ENV, SharedRotatingFileHandler, SharedStdoutHandler
 from gateway.pipeline import Decision
 
 MAX_REASONING_CHARS = 4000

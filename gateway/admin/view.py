@@ -4,7 +4,7 @@ guard's reasoning), blocks per policy over time, and the policies in force.
 Off unless `settings.admin_key` (RSAFE_ADMIN_KEY) is set: every /admin route then answers
 404 like an unknown route. With a key, a request is let in when it carries the key in an
 `x-admin-key` header (or `Authorization: Bearer`), or the signed, expiring session cookie the
-login form sets (`gateway/admin_auth.py`: the token, the limit on wrong keys, the refusals).
+login form sets (`gateway/admin/auth.py`: the token, the limit on wrong keys, the refusals).
 Bad query parameters (`since`, `before`, `limit`) are a 400, OpenAI-shaped.
 
 Fast with a large log: the table reads the log from its end and stops after one page
@@ -24,12 +24,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from gateway import admin_html as ui
-from gateway import logread
-from gateway.admin_auth import (COOKIE, admin_key, admin_only, auth_for, check_key, current_session, issue_session,
+from gateway.admin import html as ui
+from gateway.blocklog import reader as logread
+from gateway.admin.auth import (COOKIE, admin_key, admin_only, auth_for, check_key, current_session, issue_session,
                                 refusal, session_ttl_s)
 from gateway.errors import BadRequest, PayloadTooLarge, Unauthorized
-from gateway.logindex import index_for
+from gateway.blocklog.index import index_for
 
 PAGE_SIZE = 50
 API_LIMIT_MAX = 500

@@ -1,6 +1,6 @@
 """Reading the block log: its rotated and gzip-compressed files, newest or oldest first, filtered.
 
-The block log is written by `gateway/blocklog.py` (one JSON object per line) and rotated
+The block log is written by `gateway/blocklog/writer.py` (one JSON object per line) and rotated
 by size: `blocks.jsonl` is the newest file, `blocks.jsonl.1`, `.2`... are older ones, and an
 operator's logrotate may have compressed some to `.gz`. Everything here treats that set
 of files as one stream of records in time order.

@@ -16,7 +16,7 @@ Modes (policies.yaml `settings.stream.mode`):
 
 `Window` is the mechanism, one per moderated text stream (a chat choice, a
 completions choice, a Responses output part). `ChatStream` applies it to chat and
-legacy completions chunks; `gateway/responses_stream.py` to Responses API events.
+legacy completions chunks; `gateway/streams/responses.py` to Responses API events.
 
 A cut upstream stream (it stopped before every choice had its finish reason, or it broke) is
 never passed off as complete: what is held back gets its final check, what passes is released,

@@ -1,4 +1,4 @@
-"""One pass over one block-log file, for `rsafe logs stats` (see gateway/logstats.py).
+"""One pass over one block-log file, for `rsafe logs stats` (see gateway/blocklog/stats.py).
 
 A million lines must be counted in seconds on a small machine, so no Python code runs per
 line. The file is read 8 MiB at a time; msgspec decodes each chunk's lines in one call
@@ -25,8 +25,8 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from gateway.logread import FAIL_OPEN, Filter
-from gateway.logstats import Stats
+from gateway.blocklog.reader import FAIL_OPEN, Filter
+from gateway.blocklog.counts import Stats
 
 _CHUNK = 8 * 1024 * 1024
 _DECISION = attrgetter("decision")

@@ -1,7 +1,7 @@
 """`rsafe check --url`: one text judged by a running gateway (stdlib HTTP only: no start-up cost).
 
 The request is `POST {url}/v1/moderations` with the `rsafe_check` extension
-(gateway/checkreport.py); the answer's `rsafe_check[0]` is what the local check prints.
+(gateway/commands/checkreport.py); the answer's `rsafe_check[0]` is what the local check prints.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from pathlib import Path
 import structlog
 
 from gateway.background import BackgroundTask
-from gateway.logread import log_files
+from gateway.blocklog.reader import log_files
 
 log = structlog.get_logger("rsafe.retention")
 

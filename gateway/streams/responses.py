@@ -34,7 +34,7 @@ from typing import Any
 from gateway.apis import block_response
 from gateway.errors import GatewayError
 from gateway.pipeline import Decision
-from gateway.streaming import TERMINAL_EVENTS, CheckFn, CutFn, Window, cut_error, drive, responses_error, sse_named
+from gateway.streams.chat import TERMINAL_EVENTS, CheckFn, CutFn, Window, cut_error, drive, responses_error, sse_named
 from guard.policies import StreamSettings
 
 Key = tuple[int, int]

@@ -15,8 +15,8 @@ from typing import Annotated, Any
 import orjson
 import typer
 
-from gateway import logread
-from gateway.logread import Filter
+from gateway.blocklog import reader as logread
+from gateway.blocklog.reader import Filter
 
 logs_app = typer.Typer(help="Read the block log: what was blocked, under which policy, and why.",
                        no_args_is_help=True)
@@ -251,8 +251,8 @@ def stats(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Rescan rotated files instead of reusing their counts")] = False,
 ) -> None:
     """Counts and rates per policy, decision and hour/day; guard latency; failure modes."""
-    from gateway import logstats
-    from gateway.logcache import StatsCache
+    from gateway.blocklog import stats as logstats
+    from gateway.blocklog.cache import StatsCache
 
     if by not in ("hour", "day"):
         raise typer.BadParameter("--by is hour or day")
@@ -319,7 +319,7 @@ def prune(
     days: Annotated[float | None, typer.Option(help="Delete rotated files older than this [default: RSAFE_BLOCK_LOG_RETENTION_DAYS]")] = None,
 ) -> None:
     """Delete rotated block-log files older than the retention period (the live file is kept)."""
-    from gateway.retention import prune_block_logs
+    from gateway.blocklog.retention import prune_block_logs
 
     if days is None:
         from gateway.settings import Settings

@@ -5,14 +5,14 @@ interpreters, no torch state forked) that all accept on it; the kernel spreads c
 between them. Each worker builds its own gateway from the same settings (`worker_app`, an
 app factory): its own guard, upstream pool, policy watcher (so every worker reloads an
 edited policies.yaml within `policies_poll_s`) and block-log writer (appends are locked
-across processes, see gateway/logfile.py). A worker that dies is replaced.
+across processes, see gateway/blocklog/handler.py). A worker that dies is replaced.
 
 Shared state the supervisor sets up, in the environment the workers inherit:
 - RSAFE_SERVE_OVERRIDES: the command-line flags (JSON), so a worker's Settings equal the
   supervisor's (environment variables reach the workers as they are);
 - PROMETHEUS_MULTIPROC_DIR: a fresh folder per run (removed at exit), so /metrics from any
   worker counts every worker's requests (gateway/metrics.py);
-- RSAFE_STDOUT_LOCK: a lock file in that run's folder, for `--block-log -` (gateway/logfile.py);
+- RSAFE_STDOUT_LOCK: a lock file in that run's folder, for `--block-log -` (gateway/blocklog/handler.py);
 - RSAFE_WORKER_THREADS: the CPUs divided among the workers, at least 1: the embedded guard's
   torch threads are capped at it (N workers x 2 spinning OpenMP threads on 2 cores would
   leave each waiting for the other's turn).
@@ -26,7 +26,7 @@ import shutil
 import tempfile
 from typing import Any
 
-from gateway.logfile import STDOUT_LOCK_ENV
+from gateway.blocklog.handler import STDOUT_LOCK_ENV
 
 OVERRIDES_ENV = "RSAFE_SERVE_OVERRIDES"
 THREADS_ENV = "RSAFE_WORKER_THREADS"
@@ -42,7 +42,7 @@ def cpus() -> int:
 def worker_app():
     """The app factory each worker process calls (uvicorn `factory=True`)."""
     from gateway.app import create_app
-    from gateway.logsetup import configure_logging
+    from gateway.commands.logsetup import configure_logging
     from gateway.settings import Settings
 
     settings = Settings(**json.loads(os.environ.get(OVERRIDES_ENV) or "{}"))
@@ -85,7 +85,7 @@ def run_workers(settings: Any, overrides: dict[str, Any]) -> None:
     os.environ.update(env)
     try:
         config = uvicorn.Config(
-            "gateway.workers:worker_app", factory=True, host=settings.host, port=settings.port,
+            "gateway.commands.workers:worker_app", factory=True, host=settings.host, port=settings.port,
             workers=settings.workers, log_level=settings.log_level, access_log=False, timeout_graceful_shutdown=5,
         )
         sock = config.bind_socket()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import msgspec
 
-from gateway.logread import log_files
+from gateway.blocklog.reader import log_files
 
 _BLOCKING = (b'"block"', b'"error"')
 

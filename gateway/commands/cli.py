@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from gateway.logs_cli import logs_app
-from gateway.logsetup import configure_logging
-from gateway.policytest_cli import policies_test_command
+from gateway.blocklog.cli import logs_app
+from gateway.commands.logsetup import configure_logging
+from gateway.commands.policytest_cli import policies_test_command
 from guard.errors import GuardEngineError
 from guard.policies import Direction, PolicySet
 
@@ -90,7 +89,7 @@ def _serve(**overrides: object) -> None:
         raise typer.Exit(2) from exc
     configure_logging(settings.log_level)
     if settings.workers > 1:
-        from gateway.workers import run_workers
+        from gateway.commands.workers import run_workers
 
         run_workers(settings, overrides)
         return
@@ -124,7 +123,7 @@ def check(
             typer.echo("error: --guard, --guard-url and --guard-model do not apply with --url (the gateway's guard "
                        "judges)", err=True)
             raise typer.Exit(2)
-        from gateway.check_remote import RemoteCheckError, check_remote
+        from gateway.commands.check_remote import RemoteCheckError, check_remote
 
         try:
             decision = check_remote(url, role, text, context, api_key=api_key, timeout_s=timeout)
@@ -143,7 +142,7 @@ def check(
 
 
 async def _check_once(settings, role: Direction, text: str, context: str) -> dict:
-    from gateway.checkreport import check_turns, report
+    from gateway.commands.checkreport import check_turns, report
     from gateway.pipeline import Moderator
     from gateway.service import make_guard
 

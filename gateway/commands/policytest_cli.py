@@ -1,4 +1,4 @@
-"""The `rsafe policies test SUITE` command (registered on the `policies` sub-app by gateway/cli.py).
+"""The `rsafe policies test SUITE` command (registered on the `policies` sub-app by gateway/commands/cli.py).
 
 A pass/fail table in a terminal, JSON lines when piped or with `--json` (one per case,
 then a summary line). Exit 0 when every case passes, 1 when any fails, 2 when the suite,
@@ -15,7 +15,7 @@ from typing import Annotated
 import orjson
 import typer
 
-from gateway.policytest import (
+from gateway.commands.policytest import (
     Result,
     Suite,
     SuiteError,

@@ -1,0 +1,1 @@
+"""The /admin view: routes (view), sign-in and sessions (auth), the page (html)."""

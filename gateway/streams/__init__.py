@@ -1,0 +1,1 @@
+"""Moderated streams: chat/completions SSE (chat) and the Responses API event stream (responses)."""
