@@ -7,7 +7,6 @@ import pytest
 from guard.errors import GuardConfigError, GuardFailure
 from guard.policies import Direction, Policy
 from guard.registry import build_guard
-from guard.rsafe import options_from
 from guard.rsafe.backend import RSafeGuard, parse_options
 from guard.rsafe.engines import Generation
 from guard.rsafe.prompt import render_answer
@@ -126,13 +125,3 @@ def test_options_validation_and_registry() -> None:
     guard = build_guard("rsafe", {"url": "http://a:1", "model": "m"}, policy_set(timeout_s=2.5))
     assert guard.name == "rsafe" and guard.engine.timeout_s == 2.5
     assert guard.engine.urls == ["http://a:1/v1"]
-
-
-def test_options_from_precedence() -> None:
-    env = {"RSAFE_GUARD_URL": "http://env:8000", "RSAFE_GUARD_MODEL": "env-model"}
-    base = {"urls": ["http://yaml:1"], "model": "yaml-model", "max_tokens": 256}
-    assert options_from(env={}, base=base) == base
-    got = options_from(env=env, base=base)
-    assert got == {"url": "http://env:8000", "model": "env-model", "max_tokens": 256}
-    got = options_from("http://cli:1", "cli-model", env=env, base=base, max_tokens=None, endpoint="completions")
-    assert got == {"url": "http://cli:1", "model": "cli-model", "max_tokens": 256, "endpoint": "completions"}

@@ -79,7 +79,6 @@ class Window:
         self.tail = ""
         self.unchecked_since: float | None = None
         self.holdback = holdback  # a sink with .append(seconds): how long each released text waited
-        self.checks = 0
 
     def _released(self, text: str) -> str:
         if text:
@@ -139,7 +138,6 @@ class Window:
         return self._released(held), None, {i - 1: t for i, t in decision.rewrites.items() if i > 0}
 
     async def _check(self, text: str, pieces: list[str]) -> Decision:
-        self.checks += 1
         return await self.check(text, pieces)
 
 

@@ -14,9 +14,3 @@ def build(options: dict[str, Any], policies: Any):
     from guard.rsafe.backend import build as _build
 
     return _build(options, policies)
-
-
-def options_from(url: str | None = None, model: str | None = None, **kw: Any) -> dict[str, Any]:
-    from guard.rsafe.backend import options_from as _options_from
-
-    return _options_from(url, model, **kw)

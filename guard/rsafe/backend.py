@@ -9,7 +9,8 @@ prompt whose budget is the largest of their per-policy budgets (default
 Any unreadable answer raises `GuardFailure` (see `parse.py`), so the pipeline
 applies each policy's failure mode, closed by default.
 
-Options (`settings.guard.options` in policies.yaml, or `options_from` for the CLI):
+Options (`settings.guard.options` in policies.yaml; `--guard-url`/`--guard-model` and
+RSAFE_GUARD_URL/MODEL/API_KEY override them through the gateway's Settings):
 
     engine: vllm | transformers          (default vllm)
     url: http://guard:8000 | [url, ...]  vllm: one or several servers (also `urls`)
@@ -30,7 +31,6 @@ Options (`settings.guard.options` in policies.yaml, or `options_from` for the CL
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -176,35 +176,3 @@ def build(options: dict[str, Any], policies: PolicySet | None) -> RSafeGuard:
     opts = parse_options(options)
     timeout_s = opts.timeout_s or (policies.settings.guard.timeout_s if policies is not None else 30.0)
     return RSafeGuard(make_engine(opts, timeout_s), opts)
-
-
-def options_from(
-    url: str | None = None,
-    model: str | None = None,
-    *,
-    base: Mapping[str, Any] | None = None,
-    env: Mapping[str, str] | None = None,
-    **overrides: Any,
-) -> dict[str, Any]:
-    """Guard options from the command line and environment, over the YAML ones.
-
-    Precedence: explicit arguments (`--guard-url`, `--guard-model`, other
-    keyword overrides) > environment (`RSAFE_GUARD_URL`, comma-separated for
-    several servers; `RSAFE_GUARD_MODEL`; `RSAFE_GUARD_API_KEY`) > `base`
-    (`settings.guard.options` from policies.yaml). Pure: the caller passes
-    `os.environ` or a test dict; nothing is read at import time.
-    """
-    env = os.environ if env is None else env
-    out = dict(base or {})
-    for key, var in (("url", "RSAFE_GUARD_URL"), ("model", "RSAFE_GUARD_MODEL"), ("api_key", "RSAFE_GUARD_API_KEY")):
-        if env.get(var):
-            out[key] = env[var]
-            if key == "url":
-                out.pop("urls", None)
-    if url:
-        out["url"] = url
-        out.pop("urls", None)
-    if model:
-        out["model"] = model
-    out.update({k: v for k, v in overrides.items() if v is not None})
-    return out
