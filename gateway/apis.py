@@ -9,7 +9,7 @@ out of a request (`read_input`), and how to moderate a whole (non-streamed) resp
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.errors import BadRequest
 from gateway.messages import (
@@ -24,6 +24,20 @@ class Unit:
 
     target: dict[str, Any]
     pieces: list[Piece]
+
+
+class Api(Protocol):
+    """What the service needs of a moderated endpoint."""
+
+    name: str  # metrics and block-log route label
+    path: str  # the upstream path
+    stream_kind: str | None  # "chat" | "completions" | "responses" | None (no streaming)
+
+    def read_input(self, body: Any) -> tuple[tuple[Turn, ...], list[Piece]]: ...
+
+    def output_units(self, response: dict[str, Any]) -> list[Unit]: ...
+
+    def block_unit(self, response: dict[str, Any], unit: Unit, message: str) -> None: ...
 
 
 def _require_model(body: Any) -> None:

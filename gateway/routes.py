@@ -14,6 +14,7 @@ import structlog
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from gateway.apis import Api
 from gateway.errors import (
     BadRequest, ClientGone, GatewayError, NotFound, PayloadTooLarge, RequestTimeout, Unauthorized, UpstreamStatusError,
 )
@@ -78,7 +79,7 @@ async def read_json(request: Request, limit: int, timeout_s: float | None = None
         raise BadRequest(f"the request body is not valid JSON: {exc}") from exc
 
 
-def moderated(api: Any) -> Callable[[Request], Awaitable[Response]]:
+def moderated(api: Api) -> Callable[[Request], Awaitable[Response]]:
     """The handler of one moderated OpenAI endpoint (chat, completions, responses, embeddings)."""
 
     async def handler(request: Request) -> Response:

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import structlog
 
+from gateway.apis import Api
 from gateway.blocklog.writer import BlockLog
 from gateway.commands.checkreport import remote_check
 from gateway.errors import BadRequest, ContentBlocked, GatewayError
@@ -217,7 +218,7 @@ class Gateway:
             errors=[e for _, e in pairs], request_id="modr-" + ctx.request_id.removeprefix("req_"),
         )
 
-    async def handle(self, ctx: RequestContext, api: Any, body: Any, raw: bytes) -> tuple[Any, dict[str, str]]:
+    async def handle(self, ctx: RequestContext, api: Api, body: Any, raw: bytes) -> tuple[Any, dict[str, str]]:
         """One moderated API call. Returns (JSON body or an async iterator of SSE bytes, headers)."""
         turns, pieces = api.read_input(body)
         ctx.model = body["model"]
@@ -252,7 +253,7 @@ class Gateway:
         headers["x-rsafe-output-decision"] = await self._moderate_output(ctx, api, turns, result)
         return result, headers
 
-    async def _moderate_output(self, ctx: RequestContext, api: Any, turns: tuple[Turn, ...], response: dict[str, Any]) -> str:
+    async def _moderate_output(self, ctx: RequestContext, api: Api, turns: tuple[Turn, ...], response: dict[str, Any]) -> str:
         units = api.output_units(response)
         context = _context(turns)
 
