@@ -39,19 +39,25 @@ def _settings(**overrides: object):
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
+# The options `serve` and `guard serve` share: each is also an RSAFE_* variable (Settings).
+Host = Annotated[Optional[str], typer.Option(help="Bind address [RSAFE_HOST, default 127.0.0.1]")]
+Port = Annotated[Optional[int], typer.Option(help="Port [RSAFE_PORT, default 8080]")]
+PoliciesFile = Annotated[Optional[Path], typer.Option(help="Policies file [RSAFE_POLICIES]")]
+BlockLogPath = Annotated[Optional[Path], typer.Option(help="Block log path, or - for JSON lines on stdout [RSAFE_BLOCK_LOG]")]
+GuardName = Annotated[Optional[str], typer.Option(help="Guard backend override [RSAFE_GUARD]")]
+GuardUrl = Annotated[Optional[str], typer.Option(help="Reasoning guard server URL [RSAFE_GUARD_URL]")]
+GuardModel = Annotated[Optional[str], typer.Option(help="Reasoning guard model name [RSAFE_GUARD_MODEL]")]
+LogLevel = Annotated[Optional[str], typer.Option(help="debug|info|warning|error [RSAFE_LOG_LEVEL]")]
+Workers = Annotated[Optional[int], typer.Option(
+    help="Processes sharing the port, for machines with more cores [RSAFE_WORKERS, default 1]")]
+
+
 @app.command()
 def serve(
-    host: Annotated[Optional[str], typer.Option(help="Bind address [RSAFE_HOST, default 127.0.0.1]")] = None,
-    port: Annotated[Optional[int], typer.Option(help="Port [RSAFE_PORT, default 8080]")] = None,
-    policies: Annotated[Optional[Path], typer.Option(help="Policies file [RSAFE_POLICIES]")] = None,
+    host: Host = None, port: Port = None, policies: PoliciesFile = None,
     upstream: Annotated[Optional[str], typer.Option(help="Default upstream base URL [RSAFE_UPSTREAM]")] = None,
-    block_log: Annotated[Optional[Path], typer.Option(help="Block log path, or - for JSON lines on stdout [RSAFE_BLOCK_LOG]")] = None,
-    guard: Annotated[Optional[str], typer.Option(help="Guard backend override [RSAFE_GUARD]")] = None,
-    guard_url: Annotated[Optional[str], typer.Option(help="Reasoning guard server URL [RSAFE_GUARD_URL]")] = None,
-    guard_model: Annotated[Optional[str], typer.Option(help="Reasoning guard model name [RSAFE_GUARD_MODEL]")] = None,
-    log_level: Annotated[Optional[str], typer.Option(help="debug|info|warning|error [RSAFE_LOG_LEVEL]")] = None,
-    workers: Annotated[Optional[int], typer.Option(
-        help="Gateway processes sharing the port, for machines with more cores [RSAFE_WORKERS, default 1]")] = None,
+    block_log: BlockLogPath = None, guard: GuardName = None, guard_url: GuardUrl = None, guard_model: GuardModel = None,
+    log_level: LogLevel = None, workers: Workers = None,
 ) -> None:
     """Serve the gateway."""
     _serve(host=host, port=port, policies=policies, upstream=upstream, block_log=block_log, guard=guard,
@@ -60,15 +66,9 @@ def serve(
 
 @guard_app.command("serve")
 def guard_serve(
-    host: Annotated[Optional[str], typer.Option(help="Bind address [RSAFE_HOST]")] = None,
-    port: Annotated[Optional[int], typer.Option(help="Port [RSAFE_PORT, default 8080]")] = None,
-    policies: Annotated[Optional[Path], typer.Option(help="Policies file [RSAFE_POLICIES]")] = None,
-    guard: Annotated[Optional[str], typer.Option(help="Guard backend override [RSAFE_GUARD]")] = None,
-    guard_url: Annotated[Optional[str], typer.Option(help="Reasoning guard server URL [RSAFE_GUARD_URL]")] = None,
-    guard_model: Annotated[Optional[str], typer.Option(help="Reasoning guard model name [RSAFE_GUARD_MODEL]")] = None,
-    block_log: Annotated[Optional[Path], typer.Option(help="Block log path, or - for JSON lines on stdout [RSAFE_BLOCK_LOG]")] = None,
-    log_level: Annotated[Optional[str], typer.Option(help="debug|info|warning|error [RSAFE_LOG_LEVEL]")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Processes sharing the port [RSAFE_WORKERS, default 1]")] = None,
+    host: Host = None, port: Port = None, policies: PoliciesFile = None, guard: GuardName = None,
+    guard_url: GuardUrl = None, guard_model: GuardModel = None, block_log: BlockLogPath = None,
+    log_level: LogLevel = None, workers: Workers = None,
 ) -> None:
     """Serve only the guard, as an OpenAI-compatible POST /v1/moderations service."""
     _serve(host=host, port=port, policies=policies, guard=guard, guard_url=guard_url, guard_model=guard_model,
