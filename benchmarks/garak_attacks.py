@@ -54,7 +54,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gateway.blocklog import content_digest  # noqa: E402
+from gateway.blocklog.writer import content_digest  # noqa: E402
 from guard.patterns import find_spans, redact  # noqa: E402
 from guard.policies import Action, Direction, Policy, PolicySet  # noqa: E402
 
@@ -204,7 +204,8 @@ def garak_command(args: argparse.Namespace, work: Path, url: str) -> list[str]:
 def run_garak(cmd: list[str], work: Path, timeout: float) -> Path:
     env = {**os.environ, "XDG_DATA_HOME": str(work / "data"), "XDG_CONFIG_HOME": str(work / "config"),
            "XDG_CACHE_HOME": str(work / "cache"), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "TQDM_DISABLE": "1"}
+           "TQDM_DISABLE": "1",
+           "PYTHONHASHSEED": "0"}  # some probes sample from a set(): without this the prompts change per run
     env.pop("VIRTUAL_ENV", None)
     with open(work / "garak.log", "w") as log:
         proc = subprocess.run(cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
@@ -268,12 +269,15 @@ def analyze(work: Path) -> dict:
     ps = PolicySet.load(work / "policies.yaml")
     block_log = work / "blocks.jsonl"
     replies = set(json.loads((work / "upstream_replies.json").read_text()))
-    table = tally(garak_attempts(work / "garak.report.jsonl"), read_block_log(block_log), ps, replies)
+    attempts = garak_attempts(work / "garak.report.jsonl")
+    table = tally(attempts, read_block_log(block_log), ps, replies)
+    sample = json.dumps(sorted((a["probe"], a["prompt"]) for a in attempts)).encode()
     blocks = [json.loads(x) for x in block_log.read_text().splitlines()] if block_log.exists() else []
     return {
         "block_log": {d: {"block": sum(1 for b in blocks if b.get("direction") == d and b.get("action") == "block"),
                           "rewrite": sum(1 for b in blocks if b.get("direction") == d and b.get("action") == "rewrite")}
                       for d in ("input", "output")},
+        "prompts_sha256": hashlib.sha256(sample).hexdigest()[:16],  # equal in two runs: the same prompts were sent
         "probes": table, "totals": group(table),
     }
 
@@ -286,7 +290,7 @@ def print_table(result: dict) -> None:
           f"{result['policies']['guard']}); embedded weights {result['embedded_weights']['commit'][:60]}"
           f"{' +uncommitted' if result['embedded_weights']['dirty'] else ''}")
     print(f"garak {result['garak_version']}, cap {result['cap']}, seed {result['seed']}, {result['garak_wall_s']} s; "
-          f"upstream calls {result['upstream_calls']}; block log {result['block_log']}\n")
+          f"prompts {result['prompts_sha256']}; upstream calls {result['upstream_calls']}; block log {result['block_log']}\n")
     head = f"{'probe':<50} {'attempts':>8} {'in-block':>8} {'out-block':>9} {'through':>7} {'through%':>8} {'garak ASR%':>10}"
     print(head)
     print("-" * len(head))
