@@ -33,8 +33,15 @@ def test_demo_pipeline_end_to_end(tmp_path, capsys):
     served = result["rsafe_eval"]  # the exported model through `rsafe eval --guard rsafe`
     assert served["n"] == 8 and 0.0 <= served["f1"] <= 1.0 and 0 <= served["errors"] <= 8
     assert (tmp_path / "export" / "rsafe_guard.json").exists() and (tmp_path / "eval" / "eval.md").exists()
+    shares = [result["grpo"]["heldout"][f"share_{k}"] for k in ("safe", "unsafe", "unreadable")]
+    assert sum(shares) == pytest.approx(1.0)  # every held-out answer is one verdict or unreadable
+    (window,) = result["grpo_rollouts"]  # one GRPO step: the monitor saw its 4 x 8 rollouts
+    assert window["steps"] == "1-1" and 0.0 <= window["group_reward_std"] <= 0.5
+    assert sum(window[f"share_{k}"] for k in ("safe", "unsafe", "unreadable")) == pytest.approx(1.0)
+    assert isinstance(result["grpo_collapsed"], bool) and set(result["sft_decision_weights"]) == {"Ġpresent", "Ġabsent"}
     text = table([result])
     assert "| after SFT |" in text and "| after GRPO |" in text
+    assert "verdict shares safe/unsafe/unreadable" in text and "GRPO rollouts steps 1-1" in text
 
 
 def test_demo_command_line(tmp_path, capsys):
