@@ -88,12 +88,13 @@ def cpu_scan(policy: Policy, text: str) -> tuple[float, int]:
 
 @pytest.mark.parametrize(("policy", "unit", "per_unit"), CASES, ids=[f"{p.id}-{u[:12]!r}" for p, u, _ in CASES])
 def test_adversarial_scan_at_the_body_limit_is_linear(policy, unit, per_unit):
-    small, _ = cpu_scan(policy, adversarial(unit, BODY_LIMIT // 2))
+    small = min(cpu_scan(policy, adversarial(unit, BODY_LIMIT // 8))[0] for _ in range(2))
     full, n_spans = cpu_scan(policy, adversarial(unit, BODY_LIMIT))
     assert full < TIME_BOUND_S, f"{policy.id} on {unit!r} * {BODY_LIMIT // len(unit)}: {full:.2f} s CPU"
-    # Linear: twice the text costs about twice the time (quadratic would be 4x). The 50 ms
-    # of slack is for scans that take a few milliseconds, where timer noise dominates.
-    assert full <= 3 * small + 0.05, f"{policy.id} on {unit!r}: {small:.3f} s -> {full:.3f} s for 2x the text"
+    # Linear: 8x the text costs about 8x the time; quadratic would be 64x. The bound (20x, plus
+    # 100 ms for scans of a few milliseconds, where timer noise dominates) leaves room for a
+    # loaded machine's noise (2x at 2x the text measured 3.3x once) and none for quadratic.
+    assert full <= 20 * small + 0.1, f"{policy.id} on {unit!r}: {small:.3f} s -> {full:.3f} s for 8x the text"
     if per_unit is not None:  # the fast path is not "found nothing"
         assert n_spans >= per_unit * (BODY_LIMIT // len(unit)) - 2
 
