@@ -228,6 +228,7 @@ def test_moderations_endpoint_against_the_server(vllm_server, tmp_path) -> None:
     assert len(results) == 2
     for res in results:
         assert res["flagged"] is True
-        assert res["categories"] == {"S1": True, "S2": False}
-        assert res["category_scores"] == {"S1": 1.0, "S2": 0.0}
+        # keyed by policy id (and by OpenAI's categories, which these two test policies do not map)
+        assert {k: res["categories"][k] for k in ("S1", "S2")} == {"S1": True, "S2": False}
+        assert {k: res["category_scores"][k] for k in ("S1", "S2")} == {"S1": 1.0, "S2": 0.0}
         assert res["reasoning"] == "It asks for violence."
