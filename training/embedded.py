@@ -13,9 +13,12 @@ What it does, in order (data mix and labels: `training/embedded_data.py`; policy
    policy wordings go through the tuned layers with gradients, under bf16 autocast.
    User-turn (context) features are refreshed with the current layers once per epoch.
    The checkpoint is the epoch with the best validation AP of "any default policy".
+   Stage 2 (`refit_head`): features of every row with the final encoder, then a short head-only
+   refit on them, so the head sees exactly what serving computes (user turns included).
 4. Fit temperature and bias on the validation pairs; per direction, the default
    threshold is the larger of the F1-optimal one and the one that blocks at most
-   `--target-fpr` of the benign validation rows of that direction.
+   `--target-fpr` of the routine benign validation rows of that direction (all safe rows but
+   those of the toxicity / context-sensitivity sets in HARD_BENIGN, reported separately).
 5. Save encoder.safetensors (tuned layers only, fp16), head.safetensors (fp16), meta.json. `make train-embedded` then fits the examples term
    (`python -m training.embedded_examples`), which updates meta.json.
 Seeded throughout (data mix, splits, batches, columns); on CPU the result is reproducible
@@ -139,6 +142,42 @@ def length_batches(lengths: list[int], size: int, gen: torch.Generator) -> list[
     return [batches[i] for i in order.tolist()]
 
 
+# benign rows of toxicity / context-sensitivity data (tweets with profanity, abuse-corpus chit-chat,
+# DiaSafety's safe replies to provocative turns): reported, but the target FPR is set on routine traffic
+HARD_BENIGN = {"davidson_hate_offensive.jsonl", "convabuse_train.jsonl", "diasafety_train.jsonl", "bias_madlibs.jsonl"}
+
+
+def refit_head(args, items, y, has, pool, cache, pool_cache, encode, context_table, head, gen, history) -> None:
+    """Stage 2: retrain the head briefly on features of the final encoder (no encoder gradients).
+
+    In stage 1 the user-turn (context) features come from the encoder as it was at the start of
+    the epoch, while serving computes them with the tuned layer; and the content features moved
+    while the head learned. Refitting on the final features removes both mismatches cheaply.
+    """
+    content = encode([it.text for it in items], cache, grad=False)
+    context = context_table(items)
+    pol = encode([p.text for p in pool], pool_cache, grad=False)[:, :DIM]
+    opt = torch.optim.AdamW(head.parameters(), lr=args.refit_lr, weight_decay=1e-2)
+    pos_weight = torch.tensor(2.0)
+    positive = (y == 1).float()
+    head.train()
+    total = 0.0
+    for step in range(args.refit_steps):
+        idx = torch.randint(len(items), (args.refit_batch,), generator=gen)
+        pos_cols = torch.nonzero(positive[idx].sum(0) > 0).squeeze(1)
+        pos_cols = pos_cols[torch.randperm(len(pos_cols), generator=gen)[:16]]
+        cols = torch.unique(torch.cat([pos_cols, torch.randperm(len(pool), generator=gen)[:16]]))
+        logits = head.grid(content[idx], context[idx], has[idx], pol[cols])
+        target = y[idx][:, cols].float()
+        mask = target >= 0
+        loss = F.binary_cross_entropy_with_logits(logits[mask], target[mask], pos_weight=pos_weight)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        total += float(loss.detach())
+    history.append({"stage": "head refit", "steps": args.refit_steps, "train_loss": total / max(1, args.refit_steps)})
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/train")
@@ -163,6 +202,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (smoke tests)")
     ap.add_argument("--cache", type=Path, default=ROOT / ".cache/embedded", help="prefix cache folder (resumable)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--refit-steps", type=int, default=1500, help="stage 2: head-only steps on the final encoder's features")
+    ap.add_argument("--refit-batch", type=int, default=256)
+    ap.add_argument("--refit-lr", type=float, default=3e-4)
     ap.add_argument("--from-checkpoint", action="store_true", help="reuse the cached checkpoint of this seed (no training)")
     args = ap.parse_args(argv)
 
@@ -305,8 +347,13 @@ def main(argv: list[str] | None = None) -> dict:
         top.load(best_state[1])
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"head": best_state[0], "top": best_state[1], "history": history, "best": best}, ckpt)
+    if args.refit_steps > 0:
+        refit_head(args, mix.train, y_tr, has_tr, pool, cache, pool_cache, encode, context_table, head,
+                   torch.Generator().manual_seed(args.seed + 5), history)
     head.eval()
     (c_all, x_all, pol_all), anyd, c_va, pol_def = val_scores()
+    history.append({"stage": "after refit", "val_ap": val_metric(anyd)})
+    tqdm.write(f"after refit: val AP {history[-1]['val_ap']:.4f}")
 
     # Calibration: temperature and bias on validation pairs (up to 200k labelled pairs, seeded;
     # scored pair by pair: the full items x wordings grid would not fit in memory).
@@ -335,11 +382,12 @@ def main(argv: list[str] | None = None) -> dict:
     meta = HeadMeta(temperature=float(temp.detach().exp()), bias=float(bias.detach()), max_tokens=max(128, args.max_tokens))
     prob = torch.sigmoid(anyd / meta.temperature + meta.bias).numpy()
     val_report = {}
+    routine = np.array([it.source.split("+")[0] not in HARD_BENIGN for it in mix.val])
     for name, d in (("input", 0), ("output", 1)):
         sel = (has_va.numpy() == d) & (lab_va >= 0)
         if sel.sum() and lab_va[sel].sum():
             t_f1, _ = best_f1(prob[sel], lab_va[sel])
-            benign = np.sort(prob[sel & (lab_va == 0)])
+            benign = np.sort(prob[sel & (lab_va == 0) & routine])
             t_fpr = float(benign[min(len(benign) - 1, int(math.ceil(len(benign) * (1 - args.target_fpr))))]) + 1e-4 if len(benign) else 0.5
             t = round(min(0.98, max(t_f1, t_fpr)), 4)
             pred = prob[sel] >= t
@@ -347,7 +395,12 @@ def main(argv: list[str] | None = None) -> dict:
             fp = float((pred & (lab_va[sel] == 0)).sum())
             fn = float((~pred & (lab_va[sel] == 1)).sum())
             meta.thresholds[name] = t
+            hard = sel & (lab_va == 0) & ~routine
             val_report[name] = {"threshold": t, "threshold_f1": round(t_f1, 4), "threshold_fpr": round(t_fpr, 4),
+                                "ap": round(average_precision(prob[sel], lab_va[sel]), 4),
+                                "f1_at_threshold_f1": round(best_f1(prob[sel], lab_va[sel])[1], 4),
+                                "fpr_routine_benign": round(float((prob[sel & (lab_va == 0) & routine] >= t).mean()), 4),
+                                "fpr_hard_benign": round(float((prob[hard] >= t).mean()), 4) if hard.any() else None,
                                 "f1": round(2 * tp / max(1.0, 2 * tp + fp + fn), 4),
                                 "fpr": round(fp / max(1, int((lab_va[sel] == 0).sum())), 4),
                                 "n": int(sel.sum()), "unsafe": int(lab_va[sel].sum())}

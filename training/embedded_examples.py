@@ -15,7 +15,8 @@ Simulated policies, each drawn `--draws` times:
 Examples: 3 unsafe rows of the policy (and, 70% of the time, 2 safe rows near it) are
 written into the policy as `examples`, exactly as Policy.text lists them, and removed from
 the scored rows. The four parameters a..d minimise the log loss of the calibrated head
-logit plus the shift; meta.json gets them under `examples`, with the fit's before/after F1.
+logit plus the shift; meta.json gets them under `examples` only if the term does not flag
+more benign rows than the head alone (+1 point); the fit's record goes to `info.examples_fit`.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ import torch
 import torch.nn.functional as F
 
 from guard.embedded.encoder import DIM, FEATURE_DIM, Encoder
-from guard.embedded.head import HeadMeta, load, overlay_path
+from guard.embedded.examples import example_space
+from guard.embedded.head import load, overlay_path
 from training.embedded_data import build_mix
 from training.embedded_policies import fine_grained
 
@@ -73,6 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--draws", type=int, default=3)
     ap.add_argument("--topics", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--space", choices=["mid", "last"], default="mid", help="features the similarity is measured in")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     rng = random.Random(args.seed + 21)
@@ -82,7 +85,9 @@ def main(argv: list[str] | None = None) -> dict:
     items = [it for it in mix.val if not it.context and it.label >= 0 and it.text.strip()]
     texts = [it.text for it in items]
     feats = encoder.embed(texts, max_tokens=meta.max_tokens)
-    emb = F.normalize(feats[:, :DIM], dim=-1)
+    mu = feats[:, DIM : 2 * DIM].mean(0)
+    space = {"space": args.space, "mu": [round(float(v), 5) for v in mu]} if args.space == "mid" else {"space": "last"}
+    emb = example_space(feats, space)
     benign = [i for i, it in enumerate(items) if it.label == 0]
     wordings = fine_grained()
     groups: dict[str, list[int]] = {}
@@ -124,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
             sims.append((text, ex, safe_ex, scored, labels))
 
     pol = encoder.embed([s[0] for s in sims], max_tokens=256)[:, :DIM]
-    rows_z, rows_su, rows_ss, rows_hs, rows_y, kind = [], [], [], [], [], []
+    rows_z, rows_su, rows_ss, rows_hs, rows_y, kind, is_benign = [], [], [], [], [], [], []
     with torch.no_grad():
         for k, (text, ex, safe_ex, scored, labels) in enumerate(sims):
             c = feats[scored]
@@ -134,6 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
             rows_ss.append((emb[scored] @ emb[safe_ex].T).max(1).values if safe_ex else torch.zeros(len(scored)))
             rows_hs.append(torch.full((len(scored),), 1.0 if safe_ex else 0.0))
             rows_y.append(torch.tensor(labels, dtype=torch.float))
+            is_benign.extend(items[i].label == 0 for i in scored)
             kind += ["topic" if text.startswith("Custom topic") else "harm"] * len(scored)
     z, su, ss, hs, y = (torch.cat(t) for t in (rows_z, rows_su, rows_ss, rows_hs, rows_y))
     params = torch.zeros(4, requires_grad=True)
@@ -160,9 +166,19 @@ def main(argv: list[str] | None = None) -> dict:
     for name in ("harm", "topic"):
         m = kind_arr == name
         report[name] = {"f1_head_only": round(f1(before[m], yy[m]), 4), "f1_with_examples": round(f1(after[m], yy[m]), 4), "rows": int(m.sum())}
-    meta.examples = {"a": a, "b": b, "c": c, "d": d}
+    # Safety check before shipping the term: on the simulated policies' benign negatives (rows
+    # that violate nothing), the term must not flag more than the head alone (+1 point). A fit
+    # that wins log loss by raising every score (a large constant) fails it and is not shipped.
+    benign_neg = (yy == 0) & np.isin(np.arange(len(yy)), np.nonzero(np.array(is_benign))[0])
+    fpr_before = float(before[benign_neg].mean()) if benign_neg.any() else 0.0
+    fpr_after = float(after[benign_neg].mean()) if benign_neg.any() else 0.0
+    accepted = fpr_after <= fpr_before + 0.01
+    meta.examples = {"a": a, "b": b, "c": c, "d": d, **space} if accepted else {}
     meta.info["examples_fit"] = {"command": "python -m training.embedded_examples --data ../shared/data/train --weights guard/embedded/weights --seed 0",
-                                 "simulated_policies": len(sims), "threshold": thr, **report}
+                                 "simulated_policies": len(sims), "threshold": thr, **report,
+                                 "params": {"a": a, "b": b, "c": c, "d": d, "space": space["space"]},
+                                 "benign_flagged_head_only": round(fpr_before, 4), "benign_flagged_with_examples": round(fpr_after, 4),
+                                 "accepted": accepted}
     (args.weights / "meta.json").write_text(meta.to_json() + "\n")
     print(json.dumps({"examples": meta.examples, **report}))
     return meta.examples

@@ -29,7 +29,20 @@ import torch
 from guard.embedded.encoder import DIM
 from guard.policies import Policy
 
-Embed = Callable[[list[str]], Awaitable[list[torch.Tensor]]]  # texts -> [DIM] normalized embeddings
+Embed = Callable[[list[str]], Awaitable[list[torch.Tensor]]]  # texts -> [FEATURE_DIM] features (first window)
+
+
+def example_space(feats: torch.Tensor, params: dict) -> torch.Tensor:
+    """Where example similarity is measured. `space: mid` (the frozen middle-layer mean, centred on
+    `mu` and normalized: the fine-tuned last layer packs every text close together, which blurs
+    topics) or `last` (the sentence embedding the head reads)."""
+    feats = feats.float()
+    if params.get("space") == "mid" and feats.shape[-1] >= 2 * DIM:
+        x = feats[:, DIM : 2 * DIM]
+        if params.get("mu") is not None:
+            x = x - torch.tensor(params["mu"], dtype=torch.float32)
+        return torch.nn.functional.normalize(x, dim=-1)
+    return torch.nn.functional.normalize(feats[:, :DIM], dim=-1)
 
 
 class ExampleSet:
@@ -39,8 +52,8 @@ class ExampleSet:
         self.unsafe, self.safe, self.p = unsafe, safe, params
 
     def shift(self, windows: torch.Tensor) -> torch.Tensor:
-        """[W, DIM] normalized sentence embeddings -> [W, P] additive logit shifts."""
-        w = torch.nn.functional.normalize(windows[:, :DIM].float(), dim=-1)
+        """[W, FEATURE_DIM] window features -> [W, P] additive logit shifts."""
+        w = example_space(windows, self.p)
         out = torch.zeros(w.shape[0], len(self.unsafe))
         a, b, c, d = (float(self.p.get(k, 0.0)) for k in ("a", "b", "c", "d"))
         for j, (u, s) in enumerate(zip(self.unsafe, self.safe)):
@@ -78,7 +91,7 @@ class ExampleTerm:
         missing = [t for t in texts if t not in self._emb]
         if missing:
             for t, e in zip(missing, await embed(missing)):
-                self._emb[t] = torch.nn.functional.normalize(e[:DIM].float(), dim=-1)
+                self._emb[t] = example_space(e.reshape(1, -1), self.params)[0]
 
         def mat(ex) -> torch.Tensor | None:
             rows = [self._emb[t] for t in ex if t.strip()]

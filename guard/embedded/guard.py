@@ -243,7 +243,7 @@ class EmbeddedGuard:
         return verdict
 
     async def _embed_examples(self, texts: list[str]) -> list[torch.Tensor]:
-        return await self.batcher.submit(texts, POLICY_KEY, lambda f, _t: [x[0, :DIM].clone() for x in f])
+        return await self.batcher.submit(texts, POLICY_KEY, lambda f, _t: [x[0].clone() for x in f])
 
     async def _probs(self, texts: list[str], context: str | None, pol: torch.Tensor, ex: ExampleSet | None = None,
                      pol_key: bytes = b"") -> torch.Tensor:
