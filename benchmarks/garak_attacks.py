@@ -162,12 +162,14 @@ def summarize(c: Counter) -> dict:
 def group(table: dict[str, dict]) -> dict[str, dict]:
     """Totals per probe module, for promptinject + latentinjection together, and overall."""
     sums: dict[str, Counter] = {}
+    by: dict[str, Counter] = {}
     for probe, row in table.items():
         module = probe.split(".")[0]
         keys = [module, "all"] + (["promptinject+latentinjection"] if module in ("promptinject", "latentinjection") else [])
         for key in keys:
             sums.setdefault(key, Counter()).update({k: v for k, v in row.items() if isinstance(v, int)})
-    return {k: summarize(v) for k, v in sums.items()}
+            by.setdefault(key, Counter()).update(row.get("blocked_by", {}))
+    return {k: {**summarize(v), "blocked_by": dict(by[k].most_common())} for k, v in sums.items()}
 
 
 # ---- the run -----------------------------------------------------------------------------------
@@ -301,11 +303,10 @@ def print_table(result: dict) -> None:
             continue
         print(f"{name:<50} {r['attempts']:>8} {r['blocked_input']:>8} {r['blocked_output']:>9} {r['got_through']:>7} "
               f"{r['got_through_pct']:>8} {'-' if r['garak_asr_pct'] is None else r['garak_asr_pct']:>10}")
-    by = Counter()
-    for r in result["probes"].values():
-        by.update(r.get("blocked_by", {}))
-    print("\nblocked attempts by policy (one attempt can count for several): "
-          + (", ".join(f"{k} {v}" for k, v in by.most_common()) or "none"))
+    print("\nblocked attempts by policy (an attempt counts for each policy its block names):")
+    for name in ("all", "promptinject+latentinjection"):
+        by = result["totals"].get(name, {}).get("blocked_by", {})
+        print(f"  {name}: " + (", ".join(f"{k} {v}" for k, v in by.items()) or "none"))
     t = result["totals"].get("all", {})
     print(f"\nguard errors (fail-closed, inside in-block): {t.get('guard_errors', 0)}; no reply: {t.get('no_reply', 0)}; "
           f"got-through replies equal to an upstream reply: {t.get('verbatim', 0)} of {t.get('got_through', 0)}")
