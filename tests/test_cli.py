@@ -21,8 +21,11 @@ def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
 
 
 def test_validate_ok():
+    from guard.policies import PolicySet
+
     r = run("policies", "validate", "policies.yaml")
-    assert r.returncode == 0 and "OK - 15 policies" in r.stdout
+    n = len(PolicySet.load(ROOT / "policies.yaml").policies)  # 16: S1-S14, PROMPT_ATTACK, SECRETS
+    assert r.returncode == 0 and f"OK - {n} policies" in r.stdout and n >= 16
 
 
 def test_validate_broken_names_line_and_field(tmp_path):
