@@ -77,12 +77,8 @@ def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if len(values) > 1 else values[0]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--requests", type=int, default=2000)
-    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 64])
-    args = ap.parse_args()
-
+def start_patterns_stack() -> tuple[subprocess.Popen, subprocess.Popen, int, int]:
+    """The fake upstream and `rsafe serve` with the patterns policies, as separate processes."""
     up_port, gw_port = free_port(), free_port()
     upstream = start([sys.executable, "-m", "tests.fakes.upstream", "--port", str(up_port)],
                      f"http://127.0.0.1:{up_port}/v1/models")
@@ -92,6 +88,16 @@ def main() -> None:
          "--block-log", "/tmp/rsafe-bench-blocks.jsonl", "--log-level", "warning"],
         f"http://127.0.0.1:{gw_port}/healthz",
     )
+    return upstream, gateway, up_port, gw_port
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 64])
+    args = ap.parse_args()
+
+    upstream, gateway, up_port, gw_port = start_patterns_stack()
     direct = f"http://127.0.0.1:{up_port}/v1/chat/completions"
     via = f"http://127.0.0.1:{gw_port}/v1/chat/completions"
     print(f"{'mode':<10}{'conc':>5} {'direct p50':>11} {'gw p50':>8} {'added p50':>10} "

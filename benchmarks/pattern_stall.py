@@ -32,8 +32,7 @@ import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from benchmarks.gateway_overhead import pct, start  # noqa: E402
-from tests.servers import free_port  # noqa: E402
+from benchmarks.gateway_overhead import pct, start_patterns_stack  # noqa: E402
 
 BODY_LIMIT = 4 * 1024 * 1024  # gateway/settings.py max_body_bytes
 SMALL = orjson.dumps({"model": "echo", "messages": [{"role": "user", "content": "mail me at jane@example.com"}]})
@@ -101,15 +100,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=8)
     args = ap.parse_args()
 
-    up_port, gw_port = free_port(), free_port()
-    upstream = start([sys.executable, "-m", "tests.fakes.upstream", "--port", str(up_port)],
-                     f"http://127.0.0.1:{up_port}/v1/models")
-    gateway = start(
-        [str(Path(sys.executable).parent / "rsafe"), "serve", "--port", str(gw_port),
-         "--policies", "benchmarks/policies_patterns.yaml", "--upstream", f"http://127.0.0.1:{up_port}/v1",
-         "--block-log", "/tmp/rsafe-bench-blocks.jsonl", "--log-level", "warning"],
-        f"http://127.0.0.1:{gw_port}/healthz",
-    )
+    upstream, gateway, _, gw_port = start_patterns_stack()
     url = f"http://127.0.0.1:{gw_port}/v1/chat/completions"
     rows = [("none (baseline)", None), ('"a." * 2M', big_body("a.")), ("mixed 4 MiB", big_body("mixed"))]
     print(f"small requests at concurrency {args.concurrency}, {args.seconds:g} s per column, "
