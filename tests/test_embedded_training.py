@@ -41,7 +41,7 @@ def test_mix_reads_the_sample_and_splits_every_file():
 
 
 def test_policy_pool_has_several_wordings_per_policy_and_fine_grained_categories():
-    pool = policy_pool(PolicySet.load(ROOT / "policies.yaml"))
+    pool = policy_pool(PolicySet.load(ROOT / "training" / "configs" / "embedded_issue15_policies.yaml"))
     s1 = [p for p in pool if p.group == "S1"]
     assert len({p.text for p in s1}) >= 4
     assert len([p for p in pool if p.group == "PROMPT_ATTACK"]) >= 4
