@@ -120,7 +120,8 @@ def test_training_smoke(tmp_path):
     out = tmp_path / "w"
     info = train_main([
         "--data", str(SAMPLE), "--out", str(out), "--seed", "0", "--epochs", "1", "--max-steps", "3",
-        "--batch", "16", "--cols", "8", "--threads", "1",
+        "--batch", "16", "--cols", "8", "--threads", "1", "--refit-steps", "5", "--refit-batch", "32",
+        "--cache", str(tmp_path / "cache"),
     ])
     assert (out / "head.safetensors").exists() and (out / "meta.json").exists()
     assert overlay_path(out) is not None  # the tuned encoder layer ships beside the head
