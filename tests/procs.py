@@ -16,6 +16,18 @@ import httpx
 
 from tests.servers import free_port
 
+# One patterns-only policy (no model to load): what process-level tests serve.
+BANNED_POLICIES = """
+version: 1
+settings:
+  guard: {backend: patterns}
+policies:
+  - id: BANNED
+    engine: patterns
+    keywords: [forbidden-word]
+    message: Blocked by BANNED.
+"""
+
 RSAFE = str(Path(sys.executable).parent / "rsafe")
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -4,6 +4,8 @@ process, the scripted fake upstream, the official openai client."""
 
 from __future__ import annotations
 
+from tests.procs import BANNED_POLICIES
+
 import os
 import signal
 import subprocess
@@ -19,21 +21,11 @@ import pytest
 from tests.servers import free_port
 
 RSAFE = str(Path(sys.executable).parent / "rsafe")
-POLICIES = """
-version: 1
-settings:
-  guard: {backend: patterns}
-policies:
-  - id: BANNED
-    engine: patterns
-    keywords: [forbidden-word]
-    message: Blocked by BANNED.
-"""
 
 
 @pytest.mark.parametrize("how", ["flag", "env"])
 def test_block_log_on_stdout(tmp_path, fake, how):
-    (tmp_path / "policies.yaml").write_text(POLICIES)
+    (tmp_path / "policies.yaml").write_text(BANNED_POLICIES)
     port = free_port()
     args = [RSAFE, "serve", "--port", str(port), "--policies", "policies.yaml", "--upstream", fake.state.url + "/v1"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("RSAFE_")}

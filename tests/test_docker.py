@@ -32,6 +32,7 @@ from gateway.app import create_app
 from gateway.policystore import PolicyStore
 from gateway.settings import Settings
 from tests.conftest import TEST_POLICIES
+from tests.procs import BANNED_POLICIES
 from tests.servers import serve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -329,16 +330,6 @@ def test_dockerignore_keeps_heavy_and_private_paths_out():
 # Build it with scripts/docker_build_local.sh (no registry needed) or `docker build -t rsafe-gateway:test .`.
 
 IMAGE = os.environ.get("RSAFE_DOCKER_IMAGE", "rsafe-gateway:test")
-BANNED = """
-version: 1
-settings:
-  guard: {backend: patterns}
-policies:
-  - id: BANNED
-    engine: patterns
-    keywords: [forbidden-word]
-    message: Blocked by BANNED.
-"""
 
 
 def _docker(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -359,7 +350,7 @@ def deployment(scratch):
     """A compose-like layout: config/ (the policies folder) and logs/ (root-owned, mode 755)."""
     config = scratch / "config"
     config.mkdir()
-    (config / "policies.yaml").write_text(BANNED)
+    (config / "policies.yaml").write_text(BANNED_POLICIES)
     return scratch
 
 
@@ -408,7 +399,7 @@ def test_image_starts_over_a_root_owned_logs_mount_and_reloads_a_rename_save(ima
         assert log.stat().st_uid == UID and '"BANNED"' in log.read_text()
         # an editor's save: a new file renamed over the old one, in the mounted folder
         new = config / ".policies.yaml.tmp"
-        new.write_text(BANNED.replace("[forbidden-word]", "[forbidden-word, renamed-word]"))
+        new.write_text(BANNED_POLICIES.replace("[forbidden-word]", "[forbidden-word, renamed-word]"))
         os.replace(new, config / "policies.yaml")
         deadline = time.monotonic() + 15
         while True:
@@ -456,7 +447,7 @@ def test_compose_cpu_profile_starts_on_a_fresh_checkout(image, fake, tmp_path):
     service["environment"]["RSAFE_UPSTREAM"] = fake.state.url + "/v1"
     # the gpu profile's services stay in the file: not started, but Compose v1 still reads them
     (project / "docker-compose.yml").write_text(yaml.safe_dump(spec))
-    (project / "policies.yaml").write_text(BANNED)
+    (project / "policies.yaml").write_text(BANNED_POLICIES)
     env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "POLICIES_DIR", "RSAFE_UPSTREAM")}
     name = f"rsafetest{os.getpid()}"
 
