@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import uuid
@@ -86,12 +85,6 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return GatewayError("the gateway failed while handling the request").response()
 
 
-async def _sync_store_metrics(gateway: Gateway, every_s: float) -> None:
-    while True:
-        await asyncio.sleep(every_s)
-        gateway.metrics.sync_store()
-
-
 def create_app(settings: Settings, *, upstream: Upstream | None = None, guard: Guard | None = None) -> Starlette:
     """`upstream` and `guard` can be injected (tests, embedding); by default they come from settings."""
 
@@ -104,14 +97,9 @@ def create_app(settings: Settings, *, upstream: Upstream | None = None, guard: G
             "gateway_started", policies=str(settings.policies), version=gateway.policies.version,
             guard=gateway.moderator.guard_name,
         )
-        sync = None
-        if gateway.metrics.multiprocess:  # --workers: this worker's policy state into the shared metrics
-            sync = asyncio.create_task(_sync_store_metrics(gateway, settings.policies_poll_s))
         try:
             yield
         finally:
-            if sync is not None:
-                sync.cancel()
             await gateway.aclose()
             if gateway.metrics.multiprocess:
                 from prometheus_client import multiprocess

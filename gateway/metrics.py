@@ -77,7 +77,8 @@ class Metrics:
         """Expose the policy store's reload counts (ok and rejected), load time and version,
         read at scrape time. Replaces the `rsafe_policy_reloads` counter, which cannot see
         rejected edits (the store handles those without a callback). With several workers,
-        gauges and a counter kept in step by `sync_store` instead."""
+        gauges and a counter kept in step by `sync_store`, which the store calls after every
+        reload attempt (before a request can see the new policies) and a scrape calls too."""
         if not self.multiprocess:
             self.registry.unregister(self.policy_reloads)
             self.registry.register(_PolicyStoreCollector(store))
@@ -95,10 +96,10 @@ class Metrics:
         self._info = Gauge("rsafe_policies_info", "The policies in force (1 per version some worker serves)",
                            ["version"], registry=r, multiprocess_mode="livemax")
         self.sync_store()
+        store.on_state(self.sync_store)
 
     def sync_store(self) -> None:
-        """Multiprocess mode: copy this worker's policy-store state into the shared metrics
-        (called by the app every poll interval and before each scrape)."""
+        """Multiprocess mode: copy this worker's policy-store state into the shared metrics."""
         store = self._store
         if store is None:
             return

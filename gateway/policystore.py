@@ -36,9 +36,19 @@ class PolicyStore:
         self._stamp = self._mtime()
         self._task = BackgroundTask("policy-watch", self._watch)
         self._on_change: list[OnChange] = []
+        self._on_state: list[Callable[[], None]] = []
 
     def on_change(self, callback: OnChange) -> None:
         self._on_change.append(callback)
+
+    def on_state(self, callback: Callable[[], None]) -> None:
+        """`callback()` runs after every reload attempt (ok or rejected), synchronously, before
+        anything else can see the new state: what `--workers` metrics need to stay in step."""
+        self._on_state.append(callback)
+
+    def _state_changed(self) -> None:
+        for callback in self._on_state:
+            callback()
 
     def _mtime(self) -> tuple[int, int, int, int] | None:
         """The file's identity and state, read by path on every poll: an editor that saves by
@@ -60,15 +70,18 @@ class PolicyStore:
         except GuardEngineError as exc:
             self.last_error = str(exc)
             self.reloads["rejected"] += 1
+            self._state_changed()
             log.error("policies_reload_rejected", path=str(self.path), error=str(exc), serving=self.current.version)
             return False
         if new.version == self.current.version:
             self.last_error = None
+            self._state_changed()
             return False
         old, self.current = self.current, new
         self.loaded_at = time.time()
         self.last_error = None
         self.reloads["ok"] += 1
+        self._state_changed()
         log.info("policies_reloaded", path=str(self.path), version=new.version, previous=old.version)
         for callback in self._on_change:
             try:
