@@ -64,7 +64,7 @@ train-demo: $(VENV)/.test-installed
 # not the default weights: see docs/models/embedded.md for why).
 train-embedded: $(VENV)/.test-installed
 	$(BIN)/python -m training.embedded --data ../shared/data/train --policies training/configs/embedded_issue15_policies.yaml --out guard/embedded/weights_issue15 --seed 0
-	$(BIN)/python -m training.embedded_examples --data ../shared/data/train --weights guard/embedded/weights_issue15 --seed 0
+	$(BIN)/python -m training.embedded.examples --data ../shared/data/train --weights guard/embedded/weights_issue15 --seed 0
 
 # The bench files ship in data/bench/ (licences and row counts: data/bench/README.md).
 eval: $(VENV)/.serve-installed

@@ -21,7 +21,7 @@ judged turn instead (`the mirror forbidden by S7.` / `the candle allowed.`).
 `--unseen-heldout` keeps held-out things out of the training text altogether
 (the tokenizer still has them); `--things N` replaces the 96 English things by
 N pseudo-words, each one token; `--pretrain N` first runs N steps of a short
-matching game over *all* things (`training.pretrain`, the base-model stand-in the demo now uses).
+matching game over *all* things (`training.demo.pretrain`, the base-model stand-in the demo now uses).
 """
 
 from __future__ import annotations
@@ -70,9 +70,9 @@ def main() -> None:
     import torch
     import transformers
 
-    from training import synthetic
-    from training.pretrain import decision_accuracy, encode_game, matching_game, pad_batch, train_step
-    from training.tiny import build_tiny, mimetic_init, template_phrases
+    from training.demo import synthetic
+    from training.demo.pretrain import decision_accuracy, encode_game, matching_game, pad_batch, train_step
+    from training.demo.tiny import build_tiny, mimetic_init, template_phrases
 
     torch.set_num_threads(a.threads)
     transformers.logging.set_verbosity_error()

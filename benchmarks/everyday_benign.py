@@ -4,7 +4,7 @@
 
 benchmarks/data/everyday_benign.jsonl holds routine requests, short user messages
 ("Thanks!", "OK") and assistant replies with the question they answer (written for this
-project, kept out of training: training/embedded_synth.py drops any exact match). Every
+project, kept out of training: training/embedded/synth.py drops any exact match). Every
 row is checked with the model-engine policies of the policies file in force (the shipped
 defaults unless --policies says otherwise); a row is blocked when any policy fires.
 Prints the blocked share per kind and every blocked row with its policies by score.

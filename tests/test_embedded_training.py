@@ -17,10 +17,10 @@ from guard.errors import GuardConfigError
 from guard.policies import Direction, PolicySet
 from guard.registry import build_guard
 from guard.verdict import CheckRequest, PolicyResult, Turn
-from training import embedded_synth as synth
-from training.embedded import label_matrix
-from training.embedded import main as train_main
-from training.embedded_data import Item, PolicyText, build_mix, policy_pool
+from training.embedded import synth
+from training.embedded.data import Item, PolicyText, build_mix, policy_pool
+from training.embedded.train import label_matrix
+from training.embedded.train import main as train_main
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "tests" / "data" / "embedded_train"

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from guard.rsafe.prompt import render_answer
-from training.rewards import (
+from training.rsafe.rewards import (
     REWARDS,
     accuracy_reward,
     format_reward,

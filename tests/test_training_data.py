@@ -12,8 +12,8 @@ from guard.policies import Direction, Policy
 from guard.rsafe.parse import parse_output
 from guard.rsafe.prompt import build_prompt
 from guard.verdict import CheckRequest, Turn
-from training.data import Example, MixConfig, build_examples, make_example, mix_table, normalize
-from training.synthetic import make_split, split_things, write_eval_set
+from training.demo.synthetic import make_split, split_things, write_eval_set
+from training.rsafe.data import Example, MixConfig, build_examples, make_example, mix_table, normalize
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 CATALOG = [("S1", "Violent crimes: violence."), ("S2", "Non-violent crimes: fraud."), ("S10", "Hate: slurs."), ("S12", "Sexual content.")]
@@ -171,7 +171,7 @@ def test_length_filter(files):
 
 @pytest.mark.skipif(not (SHARED / "train").is_dir(), reason="shared data not present")
 def test_shared_data_mix_has_no_bench_text():
-    from training.data import eval_keys
+    from training.rsafe.data import eval_keys
 
     files = [SHARED / "train" / f for f in ("advbench.jsonl", "do_not_answer.jsonl", "mtbench_vicuna_benign.jsonl", "alpacaeval_benign.jsonl")]
     bench = sorted((SHARED / "bench").glob("*.jsonl"))

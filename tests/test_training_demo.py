@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 def test_demo_pipeline_end_to_end(tmp_path, capsys):
     import torch
 
-    from training.demo import DemoConfig, build_base, run_seed, table
+    from training.demo.run import DemoConfig, build_base, run_seed, table
 
     torch.set_num_threads(1)
     cfg = DemoConfig(sft_examples=160, grpo_prompts=16, eval_examples=8, sft_steps=8, grpo_steps=1, teacher_samples=2,
@@ -46,7 +46,7 @@ def test_demo_pipeline_end_to_end(tmp_path, capsys):
 
 def test_demo_command_line(tmp_path, capsys):
     """`python -m training.demo` as a user runs it: --set overrides, --first-seed, the table and results.json."""
-    from training.demo import main
+    from training.demo.run import main
 
     tiny = ["sft_examples=160", "grpo_prompts=16", "eval_examples=8", "sft_steps=8", "grpo_steps=1", "pretrain_max_steps=3",
             "grpo_rewards=rsafe,policy_ids"]

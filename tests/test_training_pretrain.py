@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from training import synthetic
-from training.pretrain import PretrainConfig, game_texts, matching_game, pretrain
+from training.demo import synthetic
+from training.demo.pretrain import PretrainConfig, game_texts, matching_game, pretrain
 
 torch = pytest.importorskip("torch")
 
@@ -40,7 +40,7 @@ def test_game_texts_are_seeded_and_cover_held_out_things():
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    from training.tiny import build_tiny
+    from training.demo.tiny import build_tiny
 
     torch.set_num_threads(1)
     return build_tiny(game_texts(300, seed=0), None, seed=0, vocab_size=500, hidden=32, layers=1, heads=1)
@@ -57,7 +57,7 @@ def test_pretrain_runs_to_its_step_budget_and_reports_game_accuracy(tiny_model):
 
 
 def test_freeze_rows_keeps_those_rows_and_trains_the_rest(tiny_model):
-    from training.tiny import freeze_rows
+    from training.demo.tiny import freeze_rows
 
     model, tok = tiny_model
     frozen = tok(" zebra tiger present absent", add_special_tokens=False)["input_ids"]

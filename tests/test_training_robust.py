@@ -8,10 +8,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("trl")
 
-from training.grpo_monitor import RolloutMonitor  # noqa: E402
-from training.sft import balanced_weights, weighted_loss  # noqa: E402
-from training.synthetic import make_split  # noqa: E402
-from training.tiny import train_tokenizer  # noqa: E402
+from training.demo.synthetic import make_split  # noqa: E402
+from training.demo.tiny import train_tokenizer  # noqa: E402
+from training.rsafe.grpo_monitor import RolloutMonitor  # noqa: E402
+from training.rsafe.sft import balanced_weights, weighted_loss  # noqa: E402
 
 SAFE = "<think>\nS1: lemon absent.\n</think>\n\\boxed{safe}"
 UNSAFE = "<think>\nS1: lemon present.\n</think>\n\\boxed{unsafe}\nViolated: S1"
@@ -57,7 +57,7 @@ def test_weighted_loss_is_cross_entropy_when_unweighted_and_moves_towards_weight
 
 
 def test_monitor_records_verdict_shares_and_group_spread_and_flags_a_collapse():
-    from training.rewards import rsafe_reward
+    from training.rsafe.rewards import rsafe_reward
 
     monitor = RolloutMonitor(num_generations=4)
     reward = monitor.wrap(rsafe_reward)

@@ -14,8 +14,8 @@ pytest.importorskip("trl")
 from guard.errors import GuardFailure  # noqa: E402
 from guard.policies import Direction, Policy  # noqa: E402
 from guard.verdict import CheckRequest, Turn, Verdict  # noqa: E402
-from training.synthetic import make_split  # noqa: E402
-from training.tiny import build_tiny, template_phrases  # noqa: E402
+from training.demo.synthetic import make_split  # noqa: E402
+from training.demo.tiny import build_tiny, template_phrases  # noqa: E402
 
 pytestmark = pytest.mark.slow
 COMMON = {"use_cpu": True, "bf16": False, "disable_tqdm": True, "report_to": [], "logging_steps": 1, "seed": 0}
@@ -103,7 +103,7 @@ def test_saved_tokenizer_reloads_to_the_same_ids(tiny):
     """
     from transformers import AutoTokenizer
 
-    from training.tiny import train_tokenizer
+    from training.demo.tiny import train_tokenizer
 
     base, examples = tiny
     fresh = train_tokenizer(corpus(examples), vocab_size=600,
@@ -118,7 +118,7 @@ def test_saved_tokenizer_reloads_to_the_same_ids(tiny):
 
 
 def test_sft_steps_train_every_parameter_and_reload_through_the_guard(tiny, tmp_path):
-    from training.sft import gold_rows, train_sft
+    from training.rsafe.sft import gold_rows, train_sft
 
     base, examples = tiny
     model, tok = load(base)
@@ -136,7 +136,7 @@ def test_sft_steps_train_every_parameter_and_reload_through_the_guard(tiny, tmp_
 
 
 def test_grpo_steps_train_every_parameter_and_reload_through_the_guard(tiny, tmp_path):
-    from training.grpo import train_grpo
+    from training.rsafe.grpo import train_grpo
 
     base, examples = tiny
     model, tok = load(base)
@@ -160,7 +160,7 @@ def test_export_makes_a_servable_directory(tiny, tmp_path):
     import json
 
     from guard.rsafe.prompt import TEMPLATE_VERSION
-    from training.export import export
+    from training.rsafe.export import export
 
     base, examples = tiny
     out = export(base, tmp_path / "export", stages=["SFT"], data=["synthetic"])
@@ -174,8 +174,8 @@ def test_export_makes_a_servable_directory(tiny, tmp_path):
 
 
 def test_lora_sft_then_export_merges_the_adapter(tiny, tmp_path):
-    from training.export import export
-    from training.sft import gold_rows, train_sft
+    from training.rsafe.export import export
+    from training.rsafe.sft import gold_rows, train_sft
 
     base, examples = tiny
     model, tok = load(base)
@@ -197,11 +197,11 @@ def test_lora_sft_then_export_merges_the_adapter(tiny, tmp_path):
 
 
 def test_config_driven_stages_run_from_yaml(tiny, tmp_path):
-    """`python -m training.sft CONFIG` / `training.grpo CONFIG` as a user runs them (CPU overrides)."""
+    """`python -m training.rsafe.sft CONFIG` / `training.rsafe.grpo CONFIG` as a user runs them (CPU overrides)."""
     import yaml
 
-    from training import grpo, sft
-    from training.data import examples_to_jsonl
+    from training.rsafe import grpo, sft
+    from training.rsafe.data import examples_to_jsonl
 
     base, examples = tiny
     data = tmp_path / "train.jsonl"

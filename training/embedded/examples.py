@@ -1,6 +1,6 @@
 """Fit the examples term of the embedded guard (see guard/embedded/examples.py).
 
-    python -m training.embedded_examples --data ../shared/data/train --weights guard/embedded/weights --seed 0
+    python -m training.embedded.examples --data ../shared/data/train --weights guard/embedded/weights --seed 0
 
 Runs after `training.embedded` on the weights it wrote, on the validation split of the
 same mix (same seed), so no row the encoder trained on is an example or a scored text.
@@ -33,10 +33,10 @@ import torch.nn.functional as F
 from guard.embedded.encoder import DIM, FEATURE_DIM, Encoder
 from guard.embedded.examples import example_space
 from guard.embedded.head import load, overlay_path
-from training.embedded_data import build_mix
-from training.embedded_policies import fine_grained
+from training.embedded.data import build_mix
+from training.embedded.policies import fine_grained
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def kmeans(x: torch.Tensor, k: int, seed: int, iters: int = 20) -> torch.Tensor:
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
     fpr_after = float(after[benign_neg].mean()) if benign_neg.any() else 0.0
     accepted = fpr_after <= fpr_before + 0.01
     meta.examples = {"a": a, "b": b, "c": c, "d": d, **space} if accepted else {}
-    meta.info["examples_fit"] = {"command": "python -m training.embedded_examples --data ../shared/data/train --weights guard/embedded/weights --seed 0",
+    meta.info["examples_fit"] = {"command": "python -m training.embedded.examples --data ../shared/data/train --weights guard/embedded/weights --seed 0",
                                  "simulated_policies": len(sims), "threshold": thr, **report,
                                  "params": {"a": a, "b": b, "c": c, "d": d, "space": space["space"]},
                                  "benign_flagged_head_only": round(fpr_before, 4), "benign_flagged_with_examples": round(fpr_after, 4),

@@ -9,7 +9,7 @@ reply counts, a forbidden thing in the User's question does not.
 
 The things are split once (fixed seed) into training things and held-out
 things. The guard's training data never mentions a held-out thing, in policies
-or content; only the base model's reading game does (`training.pretrain`, as a
+or content; only the base model's reading game does (`training.demo.pretrain`, as a
 real base model has read every word). The held-out evaluation set's policies
 forbid held-out things: a model that scores there has learned "match the
 content against the policy list", not a list of bad words.
@@ -25,7 +25,7 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
-from training.data import Example, make_example
+from training.rsafe.data import Example, make_example
 
 THINGS = (
     "apple banana cherry grape lemon mango melon orange peach pear plum olive carrot onion potato tomato "
@@ -73,7 +73,7 @@ def reasoning_for(mentioned: Sequence[str], categories: Sequence[tuple[str, str]
     `S7: mirror present.` / `S7: mirror absent.`: the ids and things are copies
     out of the policy list (learned in a few hundred steps), and the decision
     word follows the thing it is about directly, in the words of the base
-    model's reading game (`training.pretrain`), so the skill carries over.
+    model's reading game (`training.demo.pretrain`), so the skill carries over.
     """
     return "\n".join(f"{pid}: {t} {'present' if t in mentioned else 'absent'}." for (pid, _), t in zip(categories, things))
 
@@ -141,7 +141,7 @@ def make_split(n: int, *, seed: int, heldout: bool = False) -> list[Example]:
     Training splits (`heldout=False`) use training things only, in the policies
     *and* in the content: held-out things never occur in the guard's training
     data, so nothing there can teach a per-word answer about them (the base
-    model knows them from its reading game, `training.pretrain`). `heldout=True`:
+    model knows them from its reading game, `training.demo.pretrain`). `heldout=True`:
     the policies forbid held-out things; the content mixes all things.
     """
     train_things, heldout_things = split_things()

@@ -20,7 +20,7 @@ from typing import Any
 
 from guard.errors import GuardFailure
 from guard.rsafe.parse import parse_output
-from training.data import Example
+from training.rsafe.data import Example
 
 
 def generate(

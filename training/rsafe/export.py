@@ -1,6 +1,6 @@
 """Export a trained guard as a directory vLLM serves as is, with a model card.
 
-    python -m training.export runs/grpo runs/export/rsafe-guard --base-model Qwen2.5-7B-Instruct
+    python -m training.rsafe.export runs/grpo runs/export/rsafe-guard --base-model Qwen2.5-7B-Instruct
 
 - A LoRA checkpoint (an `adapter_config.json`) is merged into its base model;
   a full checkpoint is re-saved. Weights go out as safetensors.

@@ -1,6 +1,6 @@
 """GPU check: a few GRPO steps on CUDA with vLLM rollouts, on a small randomly initialised model.
 
-    python -m training.gpu_smoke            # needs a CUDA GPU, vllm and trl installed
+    python -m training.demo.gpu_smoke            # needs a CUDA GPU, vllm and trl installed
 
 It builds the demo's tiny checkpoint (hidden 128, 2 heads: head_dim 64, which
 vLLM's kernels accept), runs `GRPOTrainer` for a few steps with
@@ -27,9 +27,9 @@ def main() -> int:
     if not torch.cuda.is_available():
         print("no CUDA device: this check needs a GPU", file=sys.stderr)
         return 2
-    from training.grpo import train_grpo
-    from training.synthetic import make_split
-    from training.tiny import build_tiny, template_phrases
+    from training.demo.synthetic import make_split
+    from training.demo.tiny import build_tiny, template_phrases
+    from training.rsafe.grpo import train_grpo
 
     examples = make_split(64, seed=0)
     corpus = [t for e in examples for t in (e.prompt, e.target())] + ["<|im_start|>user\n<|im_end|>\n<|im_start|>assistant\n"] * 5

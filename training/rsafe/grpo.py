@@ -1,10 +1,10 @@
 """Stage 2: GRPO with rule-based rewards (RSafe's "reinforced alignment"), composed on TRL.
 
     accelerate launch --config_file training/configs/accelerate/zero3_4gpu.yaml \\
-        -m training.grpo training/configs/paper_grpo.yaml
+        -m training.rsafe.grpo training/configs/paper_grpo.yaml
 
 For each guard prompt the policy samples a group of answers; each answer gets
-the rule reward (`training.rewards`, by name), the group-normalized reward is
+the rule reward (`training.rsafe.rewards`, by name), the group-normalized reward is
 the advantage, and a clipped policy-gradient step follows. TRL's
 `GRPOTrainer` does the algorithm; this file only wires data, rewards and config.
 
@@ -26,7 +26,7 @@ How this departs from the RSafe paper, and why:
    trains that line; it is off in the paper configs (`rewards: [rsafe]`).
 5. Data: policy sets are sampled per example, including sets that leave out an
    example's own category (its label flips to safe), so that the model learns
-   to follow the policies it is given, not a fixed taxonomy (`training.data`).
+   to follow the policies it is given, not a fixed taxonomy (`training.rsafe.data`).
 6. Stage 1 (SFT) is ours: the paper starts RL from Qwen2.5-7B-Instruct, whose
    prompted reasoning is already well formed. With such a model, skip SFT and
    point this stage at the base model; a small or from-scratch model needs SFT
@@ -39,9 +39,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from training.data import read_jsonl
-from training.rewards import get_reward_funcs
-from training.sft import lora_config
+from training.rsafe.data import read_jsonl
+from training.rsafe.rewards import get_reward_funcs
+from training.rsafe.sft import lora_config
 
 COLUMNS = ("prompt", "label", "violated", "policy_ids")
 
@@ -63,7 +63,7 @@ def train_grpo(
 ):
     """Run `GRPOTrainer` on guard-prompt rows; returns the trainer (its `.model` is trained).
 
-    `monitor` (a `training.grpo_monitor.RolloutMonitor`) wraps the first reward
+    `monitor` (a `training.rsafe.grpo_monitor.RolloutMonitor`) wraps the first reward
     and records each step's verdict shares and within-group reward spread.
     """
     from datasets import Dataset
@@ -128,7 +128,7 @@ def run(config: dict[str, Any]) -> Path:
 
 def cli(config: Path, output_dir: str | None = None, data: str | None = None, model: str | None = None) -> None:
     """Stage 2 (GRPO with rule rewards). Typer-compatible: `rsafe train grpo CONFIG`."""
-    from training.sft import load_config
+    from training.rsafe.sft import load_config
 
     run(load_config(config, output_dir=output_dir, data=data, model=model))
 

@@ -13,7 +13,7 @@ guard's answer format. Two kinds:
   base model with vLLM and use `EndpointTeacher` instead; it is the same thing.
 
 `rejection_sample` keeps, per example, the first sample that the guard's parser
-reads (see `training.rewards.read_answer`) and whose verdict equals the label
+reads (see `training.rsafe.rewards.read_answer`) and whose verdict equals the label
 (and, with `match_ids`, whose violated ids equal the gold ids when known).
 Examples with no acceptable sample are dropped and counted.
 """
@@ -29,8 +29,8 @@ from typing import Any, Protocol
 
 import httpx
 
-from training.data import Example
-from training.rewards import read_answer
+from training.rsafe.data import Example
+from training.rsafe.rewards import read_answer
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ class LocalTeacher:
         self.batch_size = batch_size
 
     def sample(self, messages: Sequence[list[dict[str, str]]], n: int) -> list[list[Sample]]:
-        from training.generate import generate
+        from training.rsafe.generate import generate
 
         flat = [m for m in messages for _ in range(n)]
         texts = generate(

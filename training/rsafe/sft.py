@@ -1,10 +1,10 @@
 """Stage 1: supervised fine-tuning on policy-guided reasoning traces.
 
-    python -m training.sft training/configs/paper_sft.yaml
+    python -m training.rsafe.sft training/configs/paper_sft.yaml
 
-1. Read the examples built by `python -m training.data` (guard prompts + labels).
+1. Read the examples built by `python -m training.rsafe.data` (guard prompts + labels).
 2. Get reasoning traces from a teacher prompted with the guard prompt
-   (`training.teacher`: an OpenAI-compatible endpoint, or the base model itself
+   (`training.rsafe.teacher`: an OpenAI-compatible endpoint, or the base model itself
    for self-distillation) and keep only well-formed traces whose verdict matches
    the label (rejection sampling). Examples that already carry a known-good
    reasoning (the synthetic task) can skip the teacher (`teacher.kind: none`).
@@ -13,7 +13,7 @@
    sequence is built by the model's chat template, as vLLM will build it.
    Full fine-tuning, or LoRA when the config has a `lora` section.
 
-The trained checkpoint directory holds the tokenizer too; `training.export`
+The trained checkpoint directory holds the tokenizer too; `training.rsafe.export`
 turns it (or a LoRA adapter) into a directory vLLM serves.
 """
 
@@ -25,8 +25,8 @@ from typing import Any
 
 import yaml
 
-from training.data import Example, example_from_row, read_jsonl, write_jsonl
-from training.teacher import EndpointTeacher, LocalTeacher, Teacher, rejection_sample
+from training.rsafe.data import Example, example_from_row, read_jsonl, write_jsonl
+from training.rsafe.teacher import EndpointTeacher, LocalTeacher, Teacher, rejection_sample
 
 
 def gold_rows(examples: Sequence[Example], name_ids: bool = True) -> list[dict[str, Any]]:

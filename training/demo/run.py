@@ -6,21 +6,21 @@
 
 Once, shared by the seeds (as one base model is): the base model (`build_base`):
 a tokenizer fitted to the task's texts (the template's fixed lines as single
-tokens), a random 2-layer Qwen2 (`training.tiny`), and the reading game of
-`training.pretrain`, the stand-in for what pretraining gives a real base model.
+tokens), a random 2-layer Qwen2 (`training.demo.tiny`), and the reading game of
+`training.demo.pretrain`, the stand-in for what pretraining gives a real base model.
 
 Per seed:
-1. Data: the synthetic policy-following task (`training.synthetic`), rendered
+1. Data: the synthetic policy-following task (`training.demo.synthetic`), rendered
    with the guard's real prompt. Training data never contains a held-out
    thing; the held-out set's policies forbid only held-out things.
 2. Stage 1: traces from a teacher behind a real OpenAI-compatible endpoint on
-   a local socket (`training.oracle.noisy_oracle`: wrong 20% of the time,
-   malformed 10%), rejection-sampled (`training.teacher`), then `SFTTrainer`.
+   a local socket (`training.demo.oracle.noisy_oracle`: wrong 20% of the time,
+   malformed 10%), rejection-sampled (`training.rsafe.teacher`), then `SFTTrainer`.
 3. Stage 2: `GRPOTrainer` with the `rsafe` reward, continuing from the SFT model.
    In both stages the embedding rows of the words the base model read stay
    frozen, so fine-tuning cannot turn them into per-word answers.
 4. Greedy answers on held-out and in-distribution sets, parsed by the guard's
-   parser (`training.generate.score`): well-formed rate and unsafe-class F1.
+   parser (`training.rsafe.generate.score`): well-formed rate and unsafe-class F1.
 
 Seeds run in parallel processes with one torch thread each: on a shared
 2-core machine one thread per process was ~10x faster than two threads
@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from training.data import Example
+from training.rsafe.data import Example
 
 
 @dataclass(frozen=True)
@@ -48,13 +48,13 @@ class DemoConfig:
     sft_steps: int = 600
     pretrain_max_steps: int = 3000
     sft_lr: float = 5e-4
-    # Loss weight of the decision words (`present`/`absent`), class-balanced (`training.sft.balanced_weights`);
+    # Loss weight of the decision words (`present`/`absent`), class-balanced (`training.rsafe.sft.balanced_weights`);
     # 0 = the plain completion loss. Why: docs/training.md, "the knife-edge".
     sft_decision_weight: float = 5.0
     grpo_steps: int = 650
     grpo_lr: float = 5e-5
     grpo_temperature: float = 0.5
-    grpo_rewards: str = "rsafe"  # comma-separated names from training.rewards
+    grpo_rewards: str = "rsafe"  # comma-separated names from training.rsafe.rewards
     grpo_prompts_per_step: int = 4
     num_generations: int = 8
     hidden: int = 128
@@ -81,14 +81,14 @@ def _silence() -> None:
     datasets.disable_progress_bars()
 
 
-DECISION_WORDS = ("Ġpresent", "Ġabsent")  # the trace's decision tokens (`training.synthetic.reasoning_for`)
+DECISION_WORDS = ("Ġpresent", "Ġabsent")  # the trace's decision tokens (`training.demo.synthetic.reasoning_for`)
 
 
 def evaluate_shares(model: Any, tokenizer: Any, examples: list[Example]) -> dict[str, float]:
-    """`training.generate.score` of greedy answers, plus the share of each verdict (safe / unsafe / unreadable)."""
+    """`training.rsafe.generate.score` of greedy answers, plus the share of each verdict (safe / unsafe / unreadable)."""
     from guard.errors import GuardFailure
     from guard.rsafe.parse import parse_output
-    from training.generate import generate, score
+    from training.rsafe.generate import generate, score
 
     answers = generate(model, tokenizer, [e.messages for e in examples], max_new_tokens=64)
     verdicts = []
@@ -104,9 +104,9 @@ def evaluate_shares(model: Any, tokenizer: Any, examples: list[Example]) -> dict
 def teacher_rows(examples: list[Example], samples: int, seed: int) -> list[dict[str, Any]]:
     """SFT rows from the noisy oracle teacher over HTTP, rejection-sampled."""
     from guard.rsafe.prompt import render_answer
-    from training.oracle import noisy_oracle, serve
-    from training.sft import collect
-    from training.teacher import EndpointTeacher
+    from training.demo.oracle import noisy_oracle, serve
+    from training.rsafe.sft import collect
+    from training.rsafe.teacher import EndpointTeacher
 
     gold = {}
     for e in examples:
@@ -127,11 +127,11 @@ def export_and_eval(checkpoint: Path, workdir: Path, n: int, *, seed: int) -> di
     held-out set whose three policies were never active in training.
     """
     from guard.evaluation.cli import eval_command
-    from training.export import export
-    from training.synthetic import write_eval_set
+    from training.demo.synthetic import write_eval_set
+    from training.rsafe.export import export
 
-    served = export(checkpoint, workdir / "export", base_model="tiny Qwen2 built from scratch (training.tiny)",
-                    stages=["SFT", "GRPO"], data=["synthetic policy-following task (training.synthetic)"])
+    served = export(checkpoint, workdir / "export", base_model="tiny Qwen2 built from scratch (training.demo.tiny)",
+                    stages=["SFT", "GRPO"], data=["synthetic policy-following task (training.demo.synthetic)"])
     policies, data = write_eval_set(workdir / "evalset", n, seed=seed + 400_000)
     options = [f"model={served}", "engine=transformers", "max_tokens=64", "threads=1"]
     eval_command(guard="rsafe", data=[data], out=workdir / "eval", policies=policies, option=options,
@@ -147,11 +147,11 @@ def build_base(cfg: DemoConfig, out: Path, *, log=print) -> dict[str, Any]:
 
     A tokenizer fitted to the task's texts and the reading game's, a random
     2-layer Qwen2 (mimetic last layer), then the reading game of
-    `training.pretrain`. Built once and reused while its recipe is unchanged.
+    `training.demo.pretrain`. Built once and reused while its recipe is unchanged.
     """
-    from training.pretrain import PretrainConfig, game_texts, pretrain
-    from training.synthetic import make_split
-    from training.tiny import build_tiny, mimetic_init, template_phrases
+    from training.demo.pretrain import PretrainConfig, game_texts, pretrain
+    from training.demo.synthetic import make_split
+    from training.demo.tiny import build_tiny, mimetic_init, template_phrases
 
     recipe = {"hidden": cfg.hidden, "layers": cfg.layers, "heads": cfg.heads, "pretrain_max_steps": cfg.pretrain_max_steps, "version": 3}
     stamp = out / "base.json"
@@ -176,11 +176,11 @@ def build_base(cfg: DemoConfig, out: Path, *, log=print) -> dict[str, Any]:
 def run_seed(seed: int, cfg: DemoConfig, workdir: Path, base: Path, *, evaluate_export: bool = False) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from training.grpo import train_grpo
-    from training.grpo_monitor import RolloutMonitor
-    from training.sft import balanced_weights, train_sft
-    from training.synthetic import make_split
-    from training.tiny import freeze_rows
+    from training.demo.synthetic import make_split
+    from training.demo.tiny import freeze_rows
+    from training.rsafe.grpo import train_grpo
+    from training.rsafe.grpo_monitor import RolloutMonitor
+    from training.rsafe.sft import balanced_weights, train_sft
 
     t0 = time.monotonic()
     sft_ex = make_split(cfg.sft_examples, seed=seed)
@@ -288,7 +288,7 @@ def verdict_lines(results: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m training.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=0, help="seeds are FIRST_SEED .. FIRST_SEED+SEEDS-1")
     parser.add_argument("--quick", action="store_true", help="a tiny budget (smoke run, numbers meaningless)")

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from functools import wraps
 from typing import Any
 
-from training.rewards import completion_text, read_answer
+from training.rsafe.rewards import completion_text, read_answer
 
 
 class RolloutMonitor:

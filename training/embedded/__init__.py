@@ -1,0 +1,6 @@
+"""The embedded guard's trainer: `python -m training.embedded` runs `train.main`.
+
+`train` (the loop), `data` (mix, labels, split), `policies` (policy wordings), `synth`
+(synthetic rows), `model` (the cached frozen prefix and the tuned top layers), `examples`
+(the examples term, fitted after training: `python -m training.embedded.examples`).
+"""
