@@ -60,7 +60,7 @@ fi
 
 echo "== building a tiny Qwen2 guard model in $WORK/model (random init, taught one verdict)"
 ANSWER="$("$PYTHON" -c 'from guard.rsafe.prompt import render_answer; print(render_answer("unsafe", ["S1"], "It asks for violence."), end="")')"
-"$PYTHON" -m guard.rsafe.tiny "$WORK/model" --answer "$ANSWER"
+"$PYTHON" -m training.demo.tiny "$WORK/model" --answer "$ANSWER"
 
 PORT="$("$PYTHON" -c 'from guard.rsafe.devserver import free_port; print(free_port())')"
 URL="http://127.0.0.1:$PORT"

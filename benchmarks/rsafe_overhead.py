@@ -196,13 +196,13 @@ def main() -> None:
         import subprocess
 
         from guard.rsafe.devserver import VLLMServer
-        from guard.rsafe.tiny import cached_tiny_model
+        from training.demo.tiny import cached_guard_model
 
         subprocess.run(["bash", str(REPO / "scripts" / "vllm_env.sh")], check=True)
         from tests._rsafe_support import TRAINED_ANSWER
 
         # The integration tests' taught model: every check is a real, parsed verdict.
-        model = cached_tiny_model(REPO / ".cache" / "rsafe-tiny", answer=TRAINED_ANSWER)
+        model = cached_guard_model(REPO / ".cache" / "rsafe-tiny", answer=TRAINED_ANSWER)
         with VLLMServer(model, extra_args=["--enforce-eager"], log_path=REPO / ".cache" / "bench-vllm.log") as srv:
             report["concurrency"] = asyncio.run(concurrency(srv.url, "guard", policies[:2], ns.concurrency, ns.max_tokens))
 

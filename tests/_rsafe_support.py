@@ -124,6 +124,6 @@ TRAINED_ANSWER = "<think>\nIt asks for violence.\n</think>\n\\boxed{unsafe}\nVio
 
 def tiny_model(answer: str | None) -> Path:
     """A tiny Qwen2 checkpoint (random, or taught `answer`), built once under .cache/."""
-    from guard.rsafe.tiny import cached_tiny_model
+    from training.demo.tiny import cached_guard_model
 
-    return cached_tiny_model(TINY_CACHE, answer=answer)
+    return cached_guard_model(TINY_CACHE, answer=answer)
