@@ -62,7 +62,7 @@ echo "== building a tiny Qwen2 guard model in $WORK/model (random init, taught o
 ANSWER="$("$PYTHON" -c 'from guard.rsafe.prompt import render_answer; print(render_answer("unsafe", ["S1"], "It asks for violence."), end="")')"
 "$PYTHON" -m training.demo.tiny "$WORK/model" --answer "$ANSWER"
 
-PORT="$("$PYTHON" -c 'from guard.rsafe.devserver import free_port; print(free_port())')"
+PORT="$("$PYTHON" -c 'from tests.servers import free_port; print(free_port())')"
 URL="http://127.0.0.1:$PORT"
 echo "== starting vLLM on $URL; log: $WORK/vllm.log"
 setsid "$VLLM_PYTHON" -m vllm.entrypoints.openai.api_server \

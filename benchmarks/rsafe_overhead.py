@@ -195,7 +195,7 @@ def main() -> None:
     elif ns.vllm:
         import subprocess
 
-        from guard.rsafe.devserver import VLLMServer
+        from tests.vllm_server import VLLMServer
         from training.demo.tiny import cached_guard_model
 
         subprocess.run(["bash", str(REPO / "scripts" / "vllm_env.sh")], check=True)

@@ -20,9 +20,9 @@ pytest.importorskip("trl")
 
 from guard.errors import GuardFailure  # noqa: E402
 from guard.policies import Direction, Policy  # noqa: E402
-from guard.rsafe.devserver import VLLMServer  # noqa: E402
 from guard.verdict import CheckRequest, Turn, Verdict  # noqa: E402
 from tests._rsafe_support import ensure_vllm_env  # noqa: E402
+from tests.vllm_server import VLLMServer  # noqa: E402
 from training.rsafe.data import Example  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]

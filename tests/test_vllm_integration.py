@@ -24,7 +24,6 @@ import pytest
 from guard.errors import GuardFailure
 from guard.policies import Direction
 from guard.registry import build_guard
-from guard.rsafe.devserver import REPO, VLLMServer
 from tests._rsafe_support import (
     POLICIES,
     TRAINED_ANSWER,
@@ -33,6 +32,7 @@ from tests._rsafe_support import (
     request,
     tiny_model,
 )
+from tests.vllm_server import REPO, VLLMServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 POLS = POLICIES[:2]
@@ -145,7 +145,7 @@ async def test_truncation_fails_closed(vllm_server) -> None:
 
 
 async def test_dead_replica_is_skipped(vllm_server) -> None:
-    from guard.rsafe.devserver import free_port
+    from tests.servers import free_port
 
     dead = f"http://127.0.0.1:{free_port()}"
     guard = build_guard("rsafe", {"url": [dead, vllm_server.url], "model": "guard", "max_tokens": 48}, policy_set())

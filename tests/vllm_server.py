@@ -1,8 +1,9 @@
-"""Start a local vLLM OpenAI-compatible server (tests, benchmarks, smoke checks).
+"""Start a local vLLM OpenAI-compatible server (tests and benchmarks; not guard code).
 
 Production runs `vllm serve` in its own container; this helper is for the
 places that need a real server next to the code under test: the vLLM
-integration test, `benchmarks/rsafe_overhead.py` and `benchmarks/gpu_smoke.sh`.
+integration tests (tests/test_vllm_integration.py, tests/test_training_vllm.py)
+and `benchmarks/rsafe_overhead.py --vllm`.
 
 The server runs as `python -m vllm.entrypoints.openai.api_server` from the
 given interpreter (the `.venv-vllm` made by `scripts/vllm_env.sh`; the `vllm`
@@ -16,21 +17,16 @@ from __future__ import annotations
 import atexit
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.servers import free_port
+
+REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class VLLMServer:
