@@ -20,22 +20,13 @@ from pathlib import Path
 
 import msgspec
 
+from gateway.blocklog import schema
 from gateway.blocklog.reader import log_files
 
 _BLOCKING = (b'"block"', b'"error"')
 
 
-class _Outcome(msgspec.Struct, gc=False):
-    policy: str | None = None
-    action: str | None = None
-
-
-class _Line(msgspec.Struct, gc=False):
-    ts: str
-    decision: str | None = None
-    outcomes: list[_Outcome] | None = None
-
-
+_Line = schema.view("_Line", ("ts", "decision", "outcomes"), outcome=("policy", "action"))
 _DECODER = msgspec.json.Decoder(_Line)
 
 

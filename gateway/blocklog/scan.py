@@ -25,8 +25,9 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from gateway.blocklog.reader import FAIL_OPEN, Filter
+from gateway.blocklog import schema
 from gateway.blocklog.counts import Stats
+from gateway.blocklog.reader import FAIL_OPEN, Filter
 
 _CHUNK = 8 * 1024 * 1024
 _DECISION = attrgetter("decision")
@@ -42,38 +43,11 @@ _OUTCOMES = attrgetter("outcomes")
 _OUTCOME_KEY = attrgetter("policy", "action", "reason")
 
 
-class _Outcome(msgspec.Struct, gc=False):
-    policy: str | None = None
-    action: str | None = None
-    reason: str | None = None
-
-
-class _Line(msgspec.Struct, gc=False):
-    """What stats count (every other field is skipped by the decoder).
-    Tuples, not lists, so that the fields hash as parts of a key."""
-
-    ts: str
-    decision: str | None = None
-    direction: str | None = None
-    fail_open: tuple[str, ...] | None = None
-    error: str | None = None
-    cached: bool | None = None
-    truncated: bool | None = None
-    guard: str | None = None
-    latency_ms: float | None = None
-    outcomes: tuple[_Outcome, ...] | None = None
-
-
-class _Full(_Line, gc=False):
-    """What filters read as well."""
-
-    policies: tuple[str, ...] | None = None
-    model: str | None = None
-    key_id: str | None = None
-    request_id: str | None = None
-
-    def get(self, name: str, default: Any = None) -> Any:  # what Filter.match reads
-        return getattr(self, name, default)
+# What stats count (every other field is skipped by the decoder, not built); tuples, not lists,
+# so that the fields hash as parts of a key.
+_COUNTED = ("ts", "decision", "direction", "fail_open", "error", "cached", "truncated", "guard", "latency_ms", "outcomes")
+_Line = schema.view("_Line", _COUNTED)
+_Full = schema.view("_Full", (*_COUNTED, "policies", "model", "key_id", "request_id"))  # what filters read as well
 
 
 _DECODER = msgspec.json.Decoder(_Line)

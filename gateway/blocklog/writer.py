@@ -1,4 +1,4 @@
-"""The block log: one JSON line per decision that is not a plain allow.
+"""The block log: one JSON line per decision that is not a plain allow (fields: `schema.Record`).
 
 Written through structlog to a size-rotated file that several worker processes can share
 (`gateway/blocklog/handler.py`: one locked append per line, rotation seen by all). The write itself
@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 import structlog
 
+from gateway.blocklog import schema
 from gateway.blocklog.handler import STDOUT_LOCK_ENV, SharedRotatingFileHandler, SharedStdoutHandler
 from gateway.pipeline import Decision
 
@@ -83,47 +84,42 @@ class BlockLog:
         log_content: bool,
         policy_version: str,
     ) -> None:
-        event: dict[str, Any] = {
-            "request_id": request_id,
-            "route": route,
-            "key_id": key_id,
-            "model": model,
-            "direction": decision.direction.value,
-            "decision": "error" if decision.error and decision.action != "allow" else decision.action,
-            "action": decision.action,
-            "policies": decision.policy_ids,
-            "outcomes": [
-                {"policy": o.policy_id, "action": o.action, "reason": o.reason, "score": o.score}
-                for o in decision.outcomes
-            ],
-            "checked": decision.checked,
-            "fail_open": decision.fail_open,
-            "guard": decision.backend,
-            "decided_by": decision.decided_by,
-            "latency_ms": round(decision.latency_ms, 3),
-            "error": decision.error,
-            "truncated": decision.truncated,
-            "cached": decision.cached,
-            "policy_version": policy_version,
-            "content_sha256": content_digest(content),
-            "content_len": len(content),
-        }
-        if decision.reasoning:
-            event["reasoning"] = decision.reasoning[:MAX_REASONING_CHARS]
-        if log_content:
-            event["content"] = content
-        self._log.info("decision", **event)
+        line = schema.Record(
+            request_id=request_id,
+            route=route,
+            key_id=key_id,
+            model=model,
+            direction=decision.direction.value,
+            decision=schema.decision_of(decision.action, decision.error),
+            action=decision.action,
+            policies=decision.policy_ids,
+            outcomes=[schema.Outcome(o.policy_id, o.action, o.reason, o.score) for o in decision.outcomes],
+            checked=decision.checked,
+            fail_open=decision.fail_open,
+            guard=decision.backend,
+            decided_by=decision.decided_by,
+            latency_ms=round(decision.latency_ms, 3),
+            error=decision.error,
+            truncated=decision.truncated,
+            cached=decision.cached,
+            policy_version=policy_version,
+            content_sha256=content_digest(content),
+            content_len=len(content),
+            reasoning=decision.reasoning[:MAX_REASONING_CHARS] if decision.reasoning else None,
+            content=content if log_content else None,
+        )
+        self._log.info(line.event, **schema.fields(line))
 
     def stream_cut(self, *, request_id: str, route: str, model: str | None, key_id: str | None, error: str,
                    policy_version: str) -> None:
         """The upstream stream stopped before it was complete (no guard decision: `decision: error`,
-        `decided_by: upstream`, `event: upstream_stream_cut`); the same keys as a decision line."""
-        self._log.info(
-            "upstream_stream_cut", request_id=request_id, route=route, key_id=key_id, model=model,
-            direction="output", decision="error", action="error", policies=[], outcomes=[], checked=[],
-            fail_open=[], guard=None, decided_by="upstream", latency_ms=0.0, error=error, truncated=False,
-            cached=False, policy_version=policy_version,
+        `decided_by: upstream`, `event: upstream_stream_cut`); the same keys as a decision line but the content's."""
+        line = schema.Record(
+            request_id=request_id, route=route, key_id=key_id, model=model, direction="output", decision="error",
+            action="error", decided_by="upstream", latency_ms=0.0, error=error, policy_version=policy_version,
+            event="upstream_stream_cut",
         )
+        self._log.info(line.event, **schema.fields(line, leave_out=schema.NOT_ON_STREAM_CUTS))
 
     def flush(self) -> None:
         """Wait until every line recorded so far is written (tests, and readers in-process)."""

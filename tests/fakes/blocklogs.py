@@ -1,5 +1,5 @@
-"""Synthetic block logs with the exact line format of `gateway/blocklog/writer.py`, for the log
-reader's tests and the `rsafe logs stats` benchmark. Deterministic for a given seed."""
+"""Synthetic block logs in the gateway's record (`gateway/blocklog/schema.py`, as the writer writes it),
+for the log reader's tests and the `rsafe logs stats` benchmark. Deterministic for a given seed."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from typing import Any
 
 import orjson
 
+from gateway.blocklog.schema import Outcome, Record, decision_of, line
+from gateway.pipeline import strictest
+
 POLICIES = ("S1", "S2", "S9", "S10", "S11", "SECRETS")
 ACTIONS = {"S1": "block", "S2": "block", "S9": "block", "S10": "flag", "S11": "block", "SECRETS": "rewrite"}
 MODELS = ("gpt-4o-mini", "llama-3-8b", "qwen2.5-7b")
@@ -22,53 +25,39 @@ START = datetime(2026, 11, 20, 0, 0, tzinfo=timezone.utc)
 def record(i: int, rng: random.Random, ts: datetime, **override: Any) -> dict[str, Any]:
     """One block-log line (as a dict). Mix: ~60% one policy fired, ~10% two, ~5% guard errors."""
     roll = rng.random()
-    outcomes: list[dict[str, Any]] = []
+    outcomes: list[Outcome] = []
     error = None
-    fail_open: list[str] = []
     if roll < 0.05:  # guard failure: S10 fails open, S1 fails closed
         error = "guard timed out after 5s"
         if rng.random() < 0.5:
-            outcomes = [{"policy": "S10", "action": "fail_open", "reason": "guard_error", "score": None}]
-            fail_open = ["S10"]
+            outcomes = [Outcome("S10", "fail_open", "guard_error", None)]
         else:
-            outcomes = [{"policy": "S1", "action": "block", "reason": "guard_error", "score": None}]
+            outcomes = [Outcome("S1", "block", "guard_error", None)]
     else:
         for p in rng.sample(POLICIES, 2 if roll > 0.9 else 1):
-            outcomes.append({"policy": p, "action": ACTIONS[p], "reason": "violated", "score": round(rng.random(), 3)})
-    rank = {"allow": 0, "fail_open": 0, "flag": 1, "rewrite": 2, "block": 3}
-    action = max((o["action"] for o in outcomes), key=rank.__getitem__, default="allow")
-    action = "allow" if action == "fail_open" else action
-    decision = "error" if error and action != "allow" else action
+            outcomes.append(Outcome(p, ACTIONS[p], "violated", round(rng.random(), 3)))
+    action = strictest(o.action for o in outcomes if o.action != "fail_open")
+    decision = decision_of(action, error)
     guard = "embedded" if rng.random() < 0.8 else "rsafe"
-    line = {
-        "request_id": f"req_{rng.getrandbits(128):032x}",
-        "route": "chat_completions",
-        "key_id": rng.choice(KEYS),
-        "model": rng.choice(MODELS),
-        "direction": "input" if rng.random() < 0.7 else "output",
-        "decision": decision,
-        "action": action,
-        "policies": [o["policy"] for o in outcomes],
-        "outcomes": outcomes,
-        "checked": list(POLICIES),
-        "fail_open": fail_open,
-        "guard": guard,
-        "decided_by": guard,
-        "latency_ms": round(rng.lognormvariate(2.5 if guard == "embedded" else 5.5, 0.5), 3),
-        "error": error,
-        "truncated": False,
-        "cached": rng.random() < 0.1,
-        "policy_version": "3f2a9c1d",
-        "content_sha256": f"sha256:{rng.getrandbits(64):016x}",
-        "content_len": rng.randint(10, 4000),
-        "event": "decision",
-        "ts": ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-    }
+    reasoning = None
+    request_id = f"req_{rng.getrandbits(128):032x}"
+    key_id, model = rng.choice(KEYS), rng.choice(MODELS)
+    direction = "input" if rng.random() < 0.7 else "output"
+    latency_ms = round(rng.lognormvariate(2.5 if guard == "embedded" else 5.5, 0.5), 3)
+    cached = rng.random() < 0.1
+    digest, length = f"sha256:{rng.getrandbits(64):016x}", rng.randint(10, 4000)
     if decision in ("block", "error") and guard == "rsafe":
-        line["reasoning"] = "The user asks for step-by-step instructions that would help hurt people; " \
-                            "this falls under the policy's description of enabling violent crimes."
-    line.update(override)
-    return line
+        reasoning = "The user asks for step-by-step instructions that would help hurt people; " \
+                    "this falls under the policy's description of enabling violent crimes."
+    out = line(Record(
+        request_id=request_id, route="chat_completions", key_id=key_id, model=model, direction=direction,
+        decision=decision, action=action, policies=[o.policy for o in outcomes], outcomes=outcomes,
+        checked=list(POLICIES), fail_open=[o.policy for o in outcomes if o.action == "fail_open"], guard=guard,
+        decided_by=guard, latency_ms=latency_ms, error=error, policy_version="3f2a9c1d", content_sha256=digest,
+        content_len=length, reasoning=reasoning, cached=cached, ts=ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+    ))
+    out.update(override)
+    return out
 
 
 def write_log(path: Path, n: int, *, files: int = 1, gzip_rotated: int = 0, seed: int = 0,
