@@ -25,7 +25,7 @@ async def check_all(guard, rows: list[dict], policies_for, concurrency: int = 16
     """Verdicts for rows {text, direction?, context?}; policies_for(direction) -> policies in force."""
     sem = asyncio.Semaphore(concurrency)
 
-    async def one(row):
+    async def check_row(row):
         direction = Direction(row.get("direction", "input"))
         if direction is Direction.OUTPUT:
             conv = (Turn("user", row.get("context") or ""), Turn("assistant", row["text"]))
@@ -34,7 +34,7 @@ async def check_all(guard, rows: list[dict], policies_for, concurrency: int = 16
         async with sem:
             return await guard.check(CheckRequest(direction, conv, policies_for(direction), "bench"))
 
-    return await asyncio.gather(*(one(r) for r in rows))
+    return await asyncio.gather(*(check_row(r) for r in rows))
 
 
 def model_policies(ps: PolicySet, direction: Direction) -> tuple[Policy, ...]:

@@ -139,7 +139,7 @@ async def concurrency(url: str, model: str | None, policies, n: int, max_tokens:
 
     guard = build({"url": url, "model": model, "max_tokens": max_tokens, "max_in_flight": max(n, 1)}, None)
 
-    async def one(i: int) -> str:
+    async def check_one(i: int) -> str:
         try:
             await guard.check(CheckRequest(Direction.INPUT, (Turn("user", f"{SHORT} #{i}"),), policies))
             return "verdict"
@@ -147,17 +147,17 @@ async def concurrency(url: str, model: str | None, policies, n: int, max_tokens:
             return type(exc).__name__
 
     try:
-        await one(-1)  # warm up
+        await check_one(-1)  # warm up
         singles = []
         for i in range(3):
             start = time.perf_counter()
-            await one(i)
+            await check_one(i)
             singles.append(time.perf_counter() - start)
         single = statistics.median(singles)
         stop = asyncio.Event()
         watcher = asyncio.ensure_future(_peak_running(url, stop))
         start = time.perf_counter()
-        outcomes = await asyncio.gather(*(one(100 + i) for i in range(n)))
+        outcomes = await asyncio.gather(*(check_one(100 + i) for i in range(n)))
         many = time.perf_counter() - start
         stop.set()
         peak = await watcher

@@ -33,7 +33,7 @@ def gateway_of(request: Request) -> Gateway:
     return request.app.state.gateway
 
 
-def context(request: Request, route: str) -> RequestContext:
+def request_context(request: Request, route: str) -> RequestContext:
     gw = gateway_of(request)
     auth = request.headers.get("authorization")
     key_id = None
@@ -84,7 +84,7 @@ def moderated(api: Api) -> Callable[[Request], Awaitable[Response]]:
 
     async def handler(request: Request) -> Response:
         gw = gateway_of(request)
-        ctx = context(request, api.name)
+        ctx = request_context(request, api.name)
         body, raw = await read_json(request, gw.settings.max_body_bytes, gw.settings.body_read_timeout_s)
         result, headers = await until_disconnect(request, gw.handle(ctx, api, body, raw))
         if isinstance(result, dict):
@@ -121,7 +121,7 @@ async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
 
 async def moderations(request: Request) -> Response:
     gw = gateway_of(request)
-    ctx = context(request, "moderations")
+    ctx = request_context(request, "moderations")
     body, _ = await read_json(request, gw.settings.max_body_bytes, gw.settings.body_read_timeout_s)
     return _json(await until_disconnect(request, gw.moderations(ctx, body)))
 
@@ -139,7 +139,7 @@ async def _guarded(stream: AsyncIterator[bytes], ctx: RequestContext) -> AsyncIt
 
 async def models(request: Request) -> Response:
     gw = gateway_of(request)
-    ctx = context(request, "models")
+    ctx = request_context(request, "models")
     return _json(await gw.upstream.get("/models", ctx.client_auth))
 
 
@@ -148,7 +148,7 @@ async def model(request: Request) -> Response:
     per-model route (vLLM answers 404) is asked for its list instead. A litellm route has no models
     endpoint: the model is answered from the configured route."""
     gw = gateway_of(request)
-    ctx = context(request, "model")
+    ctx = request_context(request, "model")
     model_id = request.path_params["model_id"]
     route = gw.settings.route_for(model_id)
     if route.provider == "litellm":

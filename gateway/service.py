@@ -153,12 +153,12 @@ class Gateway:
         texts = [p.text for p in pieces]
         if not texts or self.input_before(ctx):
             decision = await self.moderate(ctx, Direction.INPUT, turns, texts)
-            _apply_input(decision, pieces, self.input_headers(decision))
+            _raise_or_rewrite_input(decision, pieces, self.input_headers(decision))
             return await call(bool(decision.rewrites)), decision
         decision = await self._check(ctx, Direction.INPUT, turns, texts, frozenset({"patterns"}))
         if decision.blocked:
             self.record(ctx, decision, texts)
-        _apply_input(decision, pieces, self.input_headers(decision))  # raises ContentBlocked on a block
+        _raise_or_rewrite_input(decision, pieces, self.input_headers(decision))
         if decision.rewrites:
             turns, texts = rebuild_turns(turns, pieces), [p.text for p in pieces]
         upstream = asyncio.ensure_future(call(bool(decision.rewrites)))
@@ -166,7 +166,7 @@ class Gateway:
             model_decision = await self._check(ctx, Direction.INPUT, turns, texts, frozenset({"model"}))
             decision.merge(model_decision)
             self.record(ctx, decision, texts)
-            _apply_input(model_decision, pieces, self.input_headers(decision))
+            _raise_or_rewrite_input(model_decision, pieces, self.input_headers(decision))
             if model_decision.rewrites:
                 upstream.cancel()
                 await _drain(upstream)
@@ -208,11 +208,11 @@ class Gateway:
         policies = self.policies
         active = policies.active(Direction.INPUT, ctx.model, ctx.key_id)
 
-        async def one(text: str) -> tuple[Verdict | None, str | None]:
+        async def verdict_for(text: str) -> tuple[Verdict | None, str | None]:
             request = CheckRequest(Direction.INPUT, (Turn("user", text),), active, policies.version)
             return await self.moderator.verdict(request)
 
-        pairs = await asyncio.gather(*(one(t) for t in texts))
+        pairs = await asyncio.gather(*(verdict_for(t) for t in texts))
         return to_openai_moderation(
             [v for v, _ in pairs], active, model=ctx.model or "rsafe-" + (self.moderator.guard_name or "patterns"),
             errors=[e for _, e in pairs], request_id="modr-" + ctx.request_id.removeprefix("req_"),
@@ -255,14 +255,14 @@ class Gateway:
 
     async def _moderate_output(self, ctx: RequestContext, api: Api, turns: tuple[Turn, ...], response: dict[str, Any]) -> str:
         units = api.output_units(response)
-        context = _context(turns)
+        question = _question(turns)
 
-        async def one(unit: Any) -> str:
+        async def moderate_unit(unit: Any) -> str:
             if not unit.pieces:
                 return "allow"
             texts = [p.text for p in unit.pieces]
             reply = Turn("assistant", "\n".join(p.guard_text for p in unit.pieces))
-            decision = await self.moderate(ctx, Direction.OUTPUT, context + (reply,), texts)
+            decision = await self.moderate(ctx, Direction.OUTPUT, question + (reply,), texts)
             if decision.blocked:
                 api.block_unit(response, unit, decision.message())
             else:
@@ -270,7 +270,7 @@ class Gateway:
                     unit.pieces[index].write(new)
             return decision.action
 
-        actions = await asyncio.gather(*(one(u) for u in units))
+        actions = await asyncio.gather(*(moderate_unit(u) for u in units))
         return strictest(actions)
 
     def input_block(self, ctx: RequestContext, policy_id: str | None) -> str:
@@ -283,11 +283,11 @@ class Gateway:
 
     def _stream_output(self, ctx: RequestContext, kind: str, turns: tuple[Turn, ...], events: AsyncIterator[Any],
                        body: dict[str, Any]) -> AsyncIterator[bytes]:
-        context = _context(turns)
+        question = _question(turns)
 
         async def check(text: str, pieces: list[str]) -> Decision:
             self.metrics.stream_windows.inc()
-            return await self.moderate(ctx, Direction.OUTPUT, context + (Turn("assistant", text),), pieces)
+            return await self.moderate(ctx, Direction.OUTPUT, question + (Turn("assistant", text),), pieces)
 
         def cut(error: GatewayError) -> None:
             self.stream_cut(ctx, error)
@@ -330,12 +330,14 @@ def moderation_inputs(body: Any) -> list[str]:
     return texts
 
 
-def _context(turns: tuple[Turn, ...]) -> tuple[Turn, ...]:
+def _question(turns: tuple[Turn, ...]) -> tuple[Turn, ...]:
+    """The user turn an output answers (what an output check reads beside the reply), or none."""
     user = last_user_text(turns)
     return (Turn("user", user),) if user else ()
 
 
-def _apply_input(decision: Decision, pieces: list[Piece], headers: dict[str, str] | None = None) -> None:
+def _raise_or_rewrite_input(decision: Decision, pieces: list[Piece], headers: dict[str, str] | None = None) -> None:
+    """Raise ContentBlocked (with the decision's x-rsafe-* headers) on a block; else write its rewrites into `pieces`."""
     if decision.blocked:
         assert decision.blocking is not None
         blocked = ContentBlocked(decision.message(), param=decision.blocking.id)

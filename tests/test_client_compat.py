@@ -195,11 +195,11 @@ def models_upstream():
     """An upstream that has a per-model route (OpenAI, Ollama do; the fake, like vLLM, does not)."""
     seen: list[str] = []
 
-    async def one(request: Request) -> JSONResponse:
+    async def model_route(request: Request) -> JSONResponse:
         seen.append(request.path_params["name"])
         return JSONResponse({"id": request.path_params["name"], "object": "model", "created": 1, "owned_by": "up"})
 
-    app = Starlette(routes=[Route("/v1/models/{name:path}", one)])
+    app = Starlette(routes=[Route("/v1/models/{name:path}", model_route)])
     with serve(app) as url:
         yield url, seen
 

@@ -65,14 +65,14 @@ async def _check_all(options: dict, requests: list[CheckRequest]) -> list[Verdic
 
     guard = build(options, None)
 
-    async def one(request: CheckRequest):
+    async def check_one(request: CheckRequest):
         try:
             return await guard.check(request)
         except GuardFailure as exc:
             return exc
 
     try:
-        return list(await asyncio.gather(*(one(r) for r in requests)))
+        return list(await asyncio.gather(*(check_one(r) for r in requests)))
     finally:
         await guard.aclose()
 

@@ -64,7 +64,7 @@ async def _chat(base: str, texts: list[str], concurrency: int = 16) -> list[tupl
         client = openai.AsyncOpenAI(base_url=base + "/v1", api_key="sk-test", http_client=http, max_retries=0)
         gate = asyncio.Semaphore(concurrency)
 
-        async def one(text: str) -> tuple[str, int]:
+        async def send(text: str) -> tuple[str, int]:
             async with gate:
                 try:
                     raw = await client.chat.completions.with_raw_response.create(
@@ -73,7 +73,7 @@ async def _chat(base: str, texts: list[str], concurrency: int = 16) -> list[tupl
                 except openai.APIStatusError as exc:
                     return exc.response.headers["x-rsafe-worker"], exc.status_code
 
-        return await asyncio.gather(*(one(t) for t in texts))
+        return await asyncio.gather(*(send(t) for t in texts))
 
 
 def _until_both_workers(base: str, text: str, batch: int = 20, rounds: int = 25) -> list[tuple[str, int]]:

@@ -156,7 +156,7 @@ async def run_suite(cases: list[Case], policy_set: PolicySet, guard: Guard | Non
     moderator = Moderator(guard, policy_set.settings.guard.timeout_s)
     gate = asyncio.Semaphore(max(1, concurrency))
 
-    async def one(case: Case) -> Result:
+    async def run_case(case: Case) -> Result:
         if case.direction is Direction.OUTPUT:
             turns = ((Turn("user", case.context),) if case.context else ()) + (Turn("assistant", case.text),)
         else:
@@ -171,7 +171,7 @@ async def run_suite(cases: list[Case], policy_set: PolicySet, guard: Guard | Non
                       reasoning=d.reasoning, error=d.error, fail_open=d.fail_open)
 
     try:
-        return list(await asyncio.gather(*(one(c) for c in cases)))
+        return list(await asyncio.gather(*(run_case(c) for c in cases)))
     finally:
         await moderator.aclose()
 

@@ -73,16 +73,16 @@ class Window:
         self.next = min(settings.first_window_chars, settings.window_chars)
         self.check = check
         self.held = ""
-        # Context re-read with each check: the last window's worth of released text (at least the
-        # overlap), so a classifier judges whole sentences rather than a 24-character fragment.
-        self.context = max(self.overlap, self.size)
+        # Released text re-read with each check: the last window's worth (at least the overlap),
+        # so a classifier judges whole sentences rather than a 24-character fragment.
+        self.tail_chars = max(self.overlap, self.size)
         self.tail = ""
         self.unchecked_since: float | None = None
         self.holdback = holdback  # a sink with .append(seconds): how long each released text waited
 
     def _released(self, text: str) -> str:
         if text:
-            self.tail = (self.tail + text)[-self.context :]
+            self.tail = (self.tail + text)[-self.tail_chars :]
         if text and self.holdback is not None and self.unchecked_since is not None:
             self.holdback.append(time.perf_counter() - self.unchecked_since)
         self.unchecked_since = time.perf_counter() if self.held else None
