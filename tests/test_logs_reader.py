@@ -2,37 +2,27 @@
 
 from __future__ import annotations
 
-import gzip
 import os
 import threading
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 import orjson
 import pytest
 
 from gateway.blocklog import reader as logread
-from gateway.blocklog.writer import BlockLog
 from gateway.blocklog.reader import Filter
+from gateway.blocklog.writer import BlockLog
 from gateway.pipeline import Decision, PolicyOutcome
 from guard.policies import Direction
-from tests.fakes.blocklogs import write_log
-
-
-def all_lines(files: list[Path]) -> list[dict]:
-    out = []
-    for f in files:
-        data = gzip.decompress(f.read_bytes()) if f.suffix == ".gz" else f.read_bytes()
-        out += [orjson.loads(line) for line in data.splitlines() if line]
-    return out
+from tests.fakes.blocklogs import read_lines, write_log
 
 
 @pytest.fixture
 def log(tmp_path):
     path = tmp_path / "blocks.jsonl"
     files = write_log(path, 3000, files=4, gzip_rotated=2, seed=1)
-    return path, files, all_lines(files)
+    return path, files, read_lines(files)
 
 
 def test_files_oldest_first_gzip_included(log, tmp_path):

@@ -2,32 +2,21 @@
 
 from __future__ import annotations
 
-import gzip
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
-import orjson
 import pytest
 
 from gateway.blocklog import stats as logstats
 from gateway.blocklog.reader import Filter
-from tests.fakes.blocklogs import write_log
-
-
-def all_lines(files: list[Path]) -> list[dict]:
-    out = []
-    for f in files:
-        data = gzip.decompress(f.read_bytes()) if f.suffix == ".gz" else f.read_bytes()
-        out += [orjson.loads(line) for line in data.splitlines() if line]
-    return out
+from tests.fakes.blocklogs import read_lines, write_log
 
 
 @pytest.fixture(scope="module")
 def log(tmp_path_factory):
     path = tmp_path_factory.mktemp("stats") / "blocks.jsonl"
     files = write_log(path, 6000, files=3, gzip_rotated=1, seed=3, step_s=20)
-    return path, all_lines(files)
+    return path, read_lines(files)
 
 
 def brute(lines: list[dict]) -> dict:

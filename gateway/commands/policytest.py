@@ -30,9 +30,11 @@ from typing import Any
 
 import yaml
 
+from gateway.blocklog.schema import decision_of
+from gateway.commands.checkreport import check_turns
 from gateway.pipeline import Moderator
 from guard.policies import Direction, PolicySet
-from guard.verdict import Guard, Turn
+from guard.verdict import Guard
 
 DECISIONS = ("allow", "flag", "rewrite", "block", "error")
 
@@ -157,15 +159,12 @@ async def run_suite(cases: list[Case], policy_set: PolicySet, guard: Guard | Non
     gate = asyncio.Semaphore(max(1, concurrency))
 
     async def run_case(case: Case) -> Result:
-        if case.direction is Direction.OUTPUT:
-            turns = ((Turn("user", case.context),) if case.context else ()) + (Turn("assistant", case.text),)
-        else:
-            turns = (Turn("user", case.text),)
+        turns = check_turns(case.direction, case.text, case.context)
         async with gate:
             start = time.perf_counter()
             d = await moderator.check(policy_set, case.direction, turns, [case.text], model=case.model, key_id=case.key_id)
             elapsed = (time.perf_counter() - start) * 1000
-        decision = "error" if d.error and d.action != "allow" else d.action
+        decision = decision_of(d.action, d.error)  # as the block log reports it
         fired = [o.policy_id for o in d.outcomes if o.reason == "violated"]
         return Result(case, decision, fired, *_judge(case, decision, fired), latency_ms=elapsed,
                       reasoning=d.reasoning, error=d.error, fail_open=d.fail_open)

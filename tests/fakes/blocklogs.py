@@ -88,3 +88,12 @@ def write_log(path: Path, n: int, *, files: int = 1, gzip_rotated: int = 0, seed
         os.utime(target, (last, last))
         written.append(target)
     return written
+
+
+def read_lines(files: list[Path]) -> list[dict[str, Any]]:
+    """Every line of `files` (gzip-compressed or not), decoded, in order."""
+    out: list[dict[str, Any]] = []
+    for f in files:
+        data = gzip.decompress(f.read_bytes()) if f.suffix == ".gz" else f.read_bytes()
+        out += [orjson.loads(line) for line in data.splitlines() if line]
+    return out

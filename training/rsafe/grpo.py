@@ -41,7 +41,7 @@ from typing import Any
 
 from training.rsafe.data import read_jsonl
 from training.rsafe.rewards import get_reward_funcs
-from training.rsafe.sft import lora_config
+from training.rsafe.sft import fit, lora_config
 
 COLUMNS = ("prompt", "label", "violated", "policy_ids")
 
@@ -96,11 +96,7 @@ def train_grpo(
         peft_config=lora_config(lora),
         callbacks=list(callbacks),
     )
-    trainer.train()
-    if save:
-        trainer.save_model(str(output_dir))
-        tokenizer.save_pretrained(str(output_dir))
-    return trainer
+    return fit(trainer, tokenizer, output_dir, save=save)
 
 
 def run(config: dict[str, Any]) -> Path:

@@ -150,6 +150,11 @@ def train_sft(
         model=model, args=config, train_dataset=dataset, processing_class=tokenizer, peft_config=lora_config(lora),
         callbacks=list(callbacks),
     )
+    return fit(trainer, tokenizer, output_dir, save=save)
+
+
+def fit(trainer: Any, tokenizer: Any, output_dir: str | Path, *, save: bool) -> Any:
+    """Train; with `save`, write the model and its tokenizer to `output_dir` as one checkpoint."""
     trainer.train()
     if save:
         trainer.save_model(str(output_dir))
