@@ -60,3 +60,9 @@ def fake_server():
 @pytest.fixture(scope="module")
 def fake(fake_server):
     return fake_server
+
+
+@pytest.fixture(scope="module")
+def upstream_url(fake_server) -> str:
+    """The fake upstream's base URL (one per test module)."""
+    return fake_server.state.url

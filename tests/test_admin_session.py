@@ -17,17 +17,10 @@ from gateway.admin.auth import COOKIE, FailureLimiter, issue_session, read_sessi
 from gateway.blocklog.cli import logs_app
 from tests._admin_support import ADMIN_KEY, admin_app
 from tests.fakes.blocklogs import write_log
-from tests.fakes.upstream import create_fake_upstream
 from tests.servers import serve
 
 KEY = {"x-admin-key": ADMIN_KEY}
 HTML = {"accept": "text/html,application/xhtml+xml"}
-
-
-@pytest.fixture(scope="module")
-def upstream_url():
-    with serve(create_fake_upstream()) as url:
-        yield url
 
 
 @pytest.fixture

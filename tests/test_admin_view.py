@@ -19,14 +19,6 @@ from gateway.settings import Settings
 from tests._admin_support import ADMIN_KEY, admin_app, with_admin
 from tests.fakes.blocklogs import record, write_log
 from tests.fakes.guard import ScriptedGuard
-from tests.fakes.upstream import create_fake_upstream
-from tests.servers import serve
-
-
-@pytest.fixture(scope="module")
-def upstream_url():
-    with serve(create_fake_upstream()) as url:
-        yield url
 
 
 @pytest.fixture

@@ -6,25 +6,16 @@ from __future__ import annotations
 import hashlib
 
 import orjson
-import pytest
 from starlette.testclient import TestClient
 
 from gateway.blocklog import reader as logread
 from gateway.settings import GatewayKey
 from tests._admin_support import ADMIN_KEY, GATEWAY_KEY, UPSTREAM_KEY, admin_app
 from tests.conftest import TEST_POLICIES
-from tests.fakes.upstream import create_fake_upstream
-from tests.servers import serve
 
 OTHER_GATEWAY_KEY = "gw-key-second-Tb55-never-shown"
 SECRETS = (UPSTREAM_KEY, GATEWAY_KEY, OTHER_GATEWAY_KEY, ADMIN_KEY)
 USER_TEXT = "VIOLATE:VIOLENCE my private diary entry 4417"
-
-
-@pytest.fixture(scope="module")
-def upstream_url():
-    with serve(create_fake_upstream()) as url:
-        yield url
 
 
 def traffic(c: TestClient) -> None:
