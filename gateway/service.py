@@ -62,9 +62,14 @@ def guard_settings(settings: Settings, policies: PolicySet) -> GuardSettings:
     return GuardSettings(backend=settings.guard or base.backend, timeout_s=base.timeout_s, options=options)
 
 
+def needs_model_guard(policies: PolicySet) -> bool:
+    """Whether some enabled policy is judged by the model guard (`engine: model`)."""
+    return any(p.engine == "model" and p.enabled for p in policies.policies)
+
+
 def make_guard(settings: Settings, policies: PolicySet) -> Guard | None:
     """The model guard for `engine: model` policies; None when no such policy exists."""
-    if not any(p.engine == "model" and p.enabled for p in policies.policies):
+    if not needs_model_guard(policies):
         return None
     gs = guard_settings(settings, policies)
     if gs.backend == "patterns":

@@ -88,11 +88,16 @@ def _serve(**overrides: object) -> None:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     configure_logging(settings.log_level)
-    if settings.workers > 1:
-        from gateway.commands.workers import run_workers
+    from gateway.commands.workers import configure_threads, run_workers
 
-        run_workers(settings, overrides)
+    if settings.workers > 1:
+        run_workers(settings, overrides)  # each worker configures its own threads
         return
+    try:
+        configure_threads(settings)  # torch's threads are process-wide: set here, not by the guard
+    except GuardEngineError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
         access_log=False, timeout_graceful_shutdown=5,

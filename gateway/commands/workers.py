@@ -13,9 +13,10 @@ Shared state the supervisor sets up, in the environment the workers inherit:
 - PROMETHEUS_MULTIPROC_DIR: a fresh folder per run (removed at exit), so /metrics from any
   worker counts every worker's requests (gateway/metrics.py);
 - RSAFE_STDOUT_LOCK: a lock file in that run's folder, for `--block-log -` (gateway/blocklog/handler.py);
-- RSAFE_WORKER_THREADS: the CPUs divided among the workers, at least 1: the embedded guard's
-  torch threads are capped at it (N workers x 2 spinning OpenMP threads on 2 cores would
-  leave each waiting for the other's turn).
+- RSAFE_WORKER_THREADS: the CPUs divided among the workers, at least 1: each worker's torch
+  threads are capped at it (N workers x 2 spinning OpenMP threads on 2 cores would leave each
+  waiting for the other's turn). `configure_threads` applies it, in each worker and in a
+  single-process `rsafe serve` (where it is a cap only when set).
 """
 
 from __future__ import annotations
@@ -39,6 +40,23 @@ def cpus() -> int:
         return os.cpu_count() or 1
 
 
+def configure_threads(settings: Any) -> int | None:
+    """Torch's threads for this serving process, set here at its entry point because they are
+    process-wide (guard/threads.py): the embedded guard's `threads` option, at most RSAFE_WORKER_THREADS
+    when set. Nothing (and no torch import) when no model guard runs or it is not the embedded one.
+    Read at start-up: a policy reload that changes `threads` takes effect at the next start."""
+    from gateway.service import guard_settings, needs_model_guard
+    from guard import threads
+    from guard.policies import PolicySet
+
+    policies = PolicySet.load(settings.policies)
+    if not needs_model_guard(policies):
+        return None
+    gs = guard_settings(settings, policies)
+    cap = os.environ.get(THREADS_ENV, "")
+    return threads.configure(gs.backend, gs.options, int(cap) if cap.isdigit() and int(cap) > 0 else None)
+
+
 def worker_app():
     """The app factory each worker process calls (uvicorn `factory=True`)."""
     from gateway.app import create_app
@@ -47,6 +65,7 @@ def worker_app():
 
     settings = Settings(**json.loads(os.environ.get(OVERRIDES_ENV) or "{}"))
     configure_logging(settings.log_level)
+    configure_threads(settings)
     return create_app(settings)
 
 

@@ -39,6 +39,7 @@ def eval_command(
     option: Annotated[Optional[list[str]], typer.Option(help="backend option KEY=VALUE (repeatable), e.g. weights=DIR")] = None,
 ) -> None:
     """Evaluate a guard: per-file precision/recall/F1/FPR/latency, weighted averages, per-category F1."""
+    from guard import threads
     from guard.evaluation import data as data_mod
     from guard.evaluation import report, runner
     from guard.policies import PolicySet
@@ -65,6 +66,7 @@ def eval_command(
         if not sep:
             raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--option")
         options[key.strip()] = yaml.safe_load(value)
+    threads.configure(guard, options)  # process-wide, so set by this entry point (guard/threads.py)
     backend = build_guard(guard, options, policy_set)
 
     async def go():
