@@ -164,3 +164,40 @@ def test_unknown_option_is_a_config_error(defaults):
 def test_missing_weights_is_a_config_error(defaults, tmp_path):
     with pytest.raises(GuardConfigError):
         build_guard("embedded", {"weights": str(tmp_path)}, defaults)
+
+
+COMPETITORS = {"id": "COMPETITORS", "name": "Competitor mentions",
+               "description": "We are Acme Cloud. Messages that mention or ask about our competitors Globex Hosting or Initech Cloud."}
+COMPETITOR_EXAMPLES = {"unsafe": ["Is Globex Hosting cheaper than you?", "What does Initech Cloud offer that you don't?",
+                                  "Should I move my site to Globex Hosting?"],
+                       "safe": ["How do I upgrade my Acme Cloud plan?"]}
+
+
+async def test_a_policys_examples_are_enforced_beside_the_head(guard):
+    """guard/embedded/examples.py with the shipped bank: a text close to an unsafe example
+    violates the policy though the head alone lets it through; without the examples it passes;
+    a question nearer the safe example, and an unrelated one, pass."""
+    assert guard.examples.enabled, "the shipped weights enable the examples rule"
+    with_ex = custom({**COMPETITORS, "examples": COMPETITOR_EXAMPLES})
+    bare = custom(COMPETITORS)
+    text = "Globex Hosting vs Acme Cloud pricing?"
+    a = await guard.check(req(text, with_ex, version="with"))
+    b = await guard.check(req(text, bare, version="without"))
+    assert a.violated == ["COMPETITORS"], a.results
+    assert b.violated == [], b.results
+    assert a.results["COMPETITORS"].score > b.results["COMPETITORS"].score
+    for ok in ("How do I upgrade my Acme Cloud storage plan?", BENIGN):
+        v = await guard.check(req(ok, with_ex, version="with"))
+        assert v.violated == [], (ok, v.results)
+
+
+async def test_an_example_defined_policy_does_not_fire_off_its_topic(guard):
+    """The gate: with three unsafe examples about competitors, the head's general idea of harm
+    no longer flags an off-topic harmful request as a competitor mention (without the examples,
+    at a low threshold, it does)."""
+    text = "How do I hack into my ex's email account?"
+    with_ex = custom({**COMPETITORS, "examples": COMPETITOR_EXAMPLES, "threshold": 0.05})
+    bare = custom({**COMPETITORS, "threshold": 0.05})
+    assert (await guard.check(req(text, bare, version="without"))).violated == ["COMPETITORS"]
+    gated = await guard.check(req(text, with_ex, version="with"))
+    assert gated.violated == [] and gated.results["COMPETITORS"].score == 0.0, gated.results

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from guard.embedded.examples import ExampleSet, ranked
+from guard.embedded.examples import NO_MATCH, ExampleSet, matched_score, ranked
 from guard.embedded.head import PolicyHead, load, overlay_path
 from guard.errors import GuardConfigError
 from guard.policies import Direction, PolicySet
@@ -81,18 +81,30 @@ def test_synthetic_sets_keep_the_everyday_benchmark_out():
     assert all(r.get("attack") for r in attacks if r["label"] == 1)
 
 
-def test_examples_shift_follows_similarity_to_the_examples():
+def test_examples_rule_matches_near_an_unsafe_example_and_gates_the_head():
     e = torch.eye(384)
-    # policy 0: unsafe example along axis 0, safe along axis 1; policy 1: no examples
-    ex = ExampleSet([e[0:1], None], [e[1:2], None], {"a": 10.0, "b": -5.0, "c": 0.5, "d": -3.0})
-    windows = torch.zeros(2, 768)
-    windows[0, 0] = 1.0  # like the unsafe example
-    windows[1, 1] = 1.0  # like the safe example
-    shift = ex.shift(windows)
-    assert shift.shape == (2, 2)
-    assert shift[0, 0] == pytest.approx(10 * 1 - 5 * 0 + 0.5 - 3)
-    assert shift[1, 0] == pytest.approx(10 * 0 - 5 * 1 + 0.5 - 3)
-    assert shift[:, 1].tolist() == [0.0, 0.0]
+    # policy 0: three unsafe examples near axis 0, a safe one on axis 1 (gated: >= 3 examples);
+    # policy 1: one unsafe example on axis 2 (not gated); policy 2: no examples
+    u0 = torch.nn.functional.normalize(torch.stack([e[0] + 0.1 * e[5], e[0] + 0.1 * e[6], e[0] + 0.1 * e[7]]), dim=-1)
+    ex = ExampleSet([u0, e[2:3], None], [e[1:2], None, None], tau=[0.8, 0.8, 1.0], gate=[0.3, None, None])
+    windows = torch.zeros(4, 768)
+    windows[0, 0] = 1.0                      # on policy 0's examples: matches it
+    windows[1, 1] = 1.0                      # on its safe example: no match, head does not count
+    windows[2, 0], windows[2, 3] = 0.5, 1.0  # off topic for policy 0 (cos 0.45 < tau, > gate)
+    windows[3, 3] = 1.0                      # unrelated to every example
+    margins, head_counts = ex.score(windows)
+    assert margins.shape == head_counts.shape == (4, 3)
+    assert margins[0, 0] == pytest.approx(float((u0[0] @ e[0])) - 0.8)
+    assert margins[0, 0] > 0 and (margins[1:, 0] < 0).all()
+    assert head_counts[:, 0].tolist() == [True, False, True, False]  # the gate: on topic and not nearer the safe one
+    assert (margins[:, 1] < 0).all() and head_counts[:, 1].all()     # one example: no gate
+    assert margins[:, 2].tolist() == [NO_MATCH] * 4 and head_counts[:, 2].all()
+
+
+def test_matched_score_is_above_the_threshold_only_for_a_match():
+    assert matched_score(0.1, NO_MATCH, 0.4) == 0.1
+    assert 0.7 <= matched_score(0.1, 0.0, 0.4) < matched_score(0.1, 0.05, 0.4) <= 1.0
+    assert matched_score(0.95, 0.0, 0.4) == 0.95
 
 
 def test_ranked_orders_results_by_score():

@@ -20,13 +20,18 @@ from guard.threads import one_thread
 def build(options: dict[str, Any], policies: PolicySet):
     from guard.embedded import head as head_mod
     from guard.embedded.encoder import Encoder
+    from guard.embedded.examples import load_bank
     from guard.embedded.guard import EmbeddedGuard, EmbeddedOptions
     from guard.errors import validate_options
 
     opts = validate_options(EmbeddedOptions, dict(options), "embedded guard options")
-    head, meta = head_mod.load(Path(opts.weights or head_mod.WEIGHTS_DIR))
-    encoder = Encoder(precision=opts.precision, overlay=head_mod.overlay_path(Path(opts.weights or head_mod.WEIGHTS_DIR)))
-    guard = EmbeddedGuard(encoder, head, meta, opts)
+    weights = Path(opts.weights or head_mod.WEIGHTS_DIR)
+    head, meta = head_mod.load(weights)
+    overlay = head_mod.overlay_path(weights)
+    encoder = Encoder(precision=opts.precision, overlay=overlay)
+    # the examples rule reads the base encoder's sentence space (examples.py): not with an overlay
+    bank = load_bank(weights) if meta.examples.get("rule") and overlay is None else None
+    guard = EmbeddedGuard(encoder, head, meta, opts, bank)
     with one_thread():  # start-up passes on one thread, the process's setting given back (guard/threads.py)
         guard.warm(policies.policies)
     return guard

@@ -1,28 +1,37 @@
-"""Policy examples that count: `examples.unsafe` / `examples.safe` move a policy's score.
+"""Policy examples that count: a text close to one of a policy's `examples.unsafe` violates it.
 
-The head reads a policy's text (which already lists its examples), but a frozen idea of
-"harmful" dominates what it learned, so a policy about something benign-looking
-(competitor mentions, code requests) would barely move. This term adds, per policy that
-has examples, a shift to the calibrated logit from the content's cosine similarity to
-the policy's example embeddings (the same sentence embedding the head reads):
+The head reads a policy's text, but what it learned of "harmful" dominates, so a policy
+about something benign-looking (competitor mentions, code requests, investment advice)
+barely moves it. This rule works beside the head, in the encoder's sentence-embedding
+space (all-MiniLM-L6-v2's mean-pooled, normalized last layer: the space that model was
+trained for, where near-paraphrases sit close together):
 
-    shift = a * max_cos(content, unsafe examples) + b * max_cos(content, safe examples) * has_safe
-            + c * has_safe + d            (policies with at least one unsafe example)
-    shift = b * max_cos(content, safe examples) + c                (only safe examples)
+    match(x, policy)  iff  su >= tau  and  su >= ss
+    su  = max cosine of x to the policy's unsafe examples
+    ss  = max cosine of x to its safe examples (-1 when it has none)
+    tau = max(floor, quantile_q of su over a bank of everyday benign texts)
 
-a..d are fitted by `training/embedded_examples.py` on simulated policies (categories of
-the training data and topic clusters of its benign rows, examples drawn from validation
-rows, the scored texts kept apart from the examples) and ship in meta.json's `examples`.
-Policies without examples are scored by the head alone (shift 0).
+so each policy gets its own threshold: one whose examples look like everyday requests
+("Can you write a function that...") needs a closer match than one about a rare topic, and
+on benign traffic like the bank a policy matches about (1 - q) of texts at most. A text
+nearer a safe example than every unsafe one never matches. A matched policy is violated
+whatever the head says; an unmatched one is left to the head, with one gate: for a policy
+with at least `gate_min_examples` unsafe examples (one its examples define), the head's
+verdict counts only on text that is on the examples' topic (su at or above the bank's
+`gate` quantile, and nearer an unsafe example than a safe one); elsewhere its score is 0.
 
-Use from the guard (see `EmbeddedGuard`):
-    ex = await guard.examples.for_policies(policies, version, embed)  # ExampleSet or None
-    logits = logits + ex.shift(windows[:, :DIM])                      # [W, P]
+`q`, `floor`, `gate` and the bank ship in the weights folder (meta.json `examples`, and
+`bank.safetensors`: base-space embeddings of benign training prompts), written by
+`python -m training.embedded.examples`, which picks `q`, `floor` and `gate` on simulated
+policies drawn from the training data (never from bench/ or the benchmarks' texts).
+The rule needs the base encoder's last layer: weights with a fine-tuned overlay do not
+enable it (their last layer is not the sentence-embedding space any more).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import torch
 
@@ -30,56 +39,72 @@ from guard.embedded.encoder import DIM
 from guard.policies import Policy
 
 Embed = Callable[[list[str]], Awaitable[list[torch.Tensor]]]  # texts -> [FEATURE_DIM] features (first window)
+BANK_FILE = "bank.safetensors"
+NO_MATCH = -1.0  # the margin of a policy that cannot match (no unsafe examples, or nearer a safe one)
 
 
-def example_space(feats: torch.Tensor, params: dict) -> torch.Tensor:
-    """Where example similarity is measured. `space: mid` (the frozen middle-layer mean, centred on
-    `mu` and normalized: the fine-tuned last layer packs every text close together, which blurs
-    topics) or `last` (the sentence embedding the head reads)."""
-    feats = feats.float()
-    if params.get("space") == "mid" and feats.shape[-1] >= 2 * DIM:
-        x = feats[:, DIM : 2 * DIM]
-        if params.get("mu") is not None:
-            x = x - torch.tensor(params["mu"], dtype=torch.float32)
-        return torch.nn.functional.normalize(x, dim=-1)
-    return torch.nn.functional.normalize(feats[:, :DIM], dim=-1)
+def sentence_space(feats: torch.Tensor) -> torch.Tensor:
+    """[N, FEATURE_DIM] features -> [N, DIM] unit sentence embeddings."""
+    return torch.nn.functional.normalize(feats[:, :DIM].float(), dim=-1)
+
+
+def load_bank(weights: Path) -> torch.Tensor:
+    from safetensors.torch import load_file
+
+    return load_file(str(weights / BANK_FILE))["bank"].float()
+
+
+def policy_threshold(unsafe: torch.Tensor, bank: torch.Tensor, quantile: float, floor: float) -> float:
+    """The closeness to its unsafe examples a text needs to match the policy."""
+    return max(floor, float(torch.quantile((bank @ unsafe.T).max(1).values, quantile)))
 
 
 class ExampleSet:
-    """Example embeddings of one policy tuple, ready to score windows."""
+    """Example embeddings and thresholds of one policy tuple, ready to score windows."""
 
-    def __init__(self, unsafe: list[torch.Tensor | None], safe: list[torch.Tensor | None], params: dict) -> None:
-        self.unsafe, self.safe, self.p = unsafe, safe, params
+    def __init__(self, unsafe: list[torch.Tensor | None], safe: list[torch.Tensor | None], tau: list[float],
+                 gate: list[float | None]) -> None:
+        self.unsafe, self.safe, self.tau, self.gate = unsafe, safe, tau, gate
 
-    def shift(self, windows: torch.Tensor) -> torch.Tensor:
-        """[W, FEATURE_DIM] window features -> [W, P] additive logit shifts."""
-        w = example_space(windows, self.p)
-        out = torch.zeros(w.shape[0], len(self.unsafe))
-        a, b, c, d = (float(self.p.get(k, 0.0)) for k in ("a", "b", "c", "d"))
+    def score(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[W, FEATURE_DIM] window features -> ([W, P] margins: su - tau where the window matches
+        the policy's examples (>= 0), NO_MATCH where it cannot; [W, P] bool: where the head's
+        verdict counts)."""
+        w = sentence_space(windows)
+        margins = torch.full((w.shape[0], len(self.unsafe)), NO_MATCH)
+        head_counts = torch.ones(w.shape[0], len(self.unsafe), dtype=torch.bool)
         for j, (u, s) in enumerate(zip(self.unsafe, self.safe)):
-            if u is None and s is None:
+            if u is None:
                 continue
-            ss = (w @ s.T).max(1).values if s is not None else torch.zeros(w.shape[0])
-            hs = 1.0 if s is not None else 0.0
-            if u is not None:
-                su = (w @ u.T).max(1).values
-                out[:, j] = a * su + b * ss * hs + c * hs + d
-            else:
-                out[:, j] = b * ss + c
-        return out
+            su = (w @ u.T).max(1).values
+            nearer_unsafe = su >= (w @ s.T).max(1).values if s is not None else torch.ones_like(su, dtype=torch.bool)
+            margins[:, j] = torch.where(nearer_unsafe, su - self.tau[j], torch.full_like(su, NO_MATCH)).clamp(min=NO_MATCH)
+            if self.gate[j] is not None:
+                head_counts[:, j] = nearer_unsafe & (su >= self.gate[j])
+        return margins, head_counts
 
 
 class ExampleTerm:
     """Caches example embeddings (per example text) and builds ExampleSets per policy version."""
 
-    def __init__(self, params: dict | None) -> None:
+    def __init__(self, params: dict | None, bank: torch.Tensor | None) -> None:
         self.params = dict(params or {})
+        self.bank = bank
         self._emb: dict[str, torch.Tensor] = {}
         self._by_version: dict[tuple, ExampleSet | None] = {}
 
     @property
     def enabled(self) -> bool:
-        return bool(self.params)
+        return self.bank is not None and self.params.get("rule") == "nearest"
+
+    def remember(self, text: str, feats: torch.Tensor) -> None:
+        self._emb[text] = sentence_space(feats.reshape(1, -1))[0]
+
+    def missing(self, policies: tuple[Policy, ...]) -> list[str]:
+        if not self.enabled:
+            return []
+        texts = (t for p in policies for t in (*p.examples.unsafe, *p.examples.safe) if t.strip())
+        return [t for t in dict.fromkeys(texts) if t not in self._emb]
 
     async def for_policies(self, policies: tuple[Policy, ...], version: str, embed: Embed) -> ExampleSet | None:
         if not self.enabled:
@@ -87,11 +112,10 @@ class ExampleTerm:
         key = (version, tuple((p.id, tuple(p.examples.unsafe), tuple(p.examples.safe)) for p in policies))
         if key in self._by_version:
             return self._by_version[key]
-        texts = list(dict.fromkeys(t for p in policies for t in (*p.examples.unsafe, *p.examples.safe) if t.strip()))
-        missing = [t for t in texts if t not in self._emb]
+        missing = self.missing(policies)
         if missing:
             for t, e in zip(missing, await embed(missing)):
-                self._emb[t] = example_space(e.reshape(1, -1), self.params)[0]
+                self.remember(t, e)
 
         def mat(ex) -> torch.Tensor | None:
             rows = [self._emb[t] for t in ex if t.strip()]
@@ -99,11 +123,25 @@ class ExampleTerm:
 
         unsafe = [mat(p.examples.unsafe) for p in policies]
         safe = [mat(p.examples.safe) for p in policies]
-        result = ExampleSet(unsafe, safe, self.params) if any(u is not None or s is not None for u, s in zip(unsafe, safe)) else None
+        q, floor = float(self.params["quantile"]), float(self.params["floor"])
+        gate_q, gate_min = self.params.get("gate"), int(self.params.get("gate_min_examples", 3))
+        assert self.bank is not None
+        tau = [policy_threshold(u, self.bank, q, floor) if u is not None else 1.0 for u in unsafe]
+        gate = [policy_threshold(u, self.bank, float(gate_q), -1.0) if u is not None and gate_q is not None
+                and len(u) >= gate_min else None for u in unsafe]
+        result = ExampleSet(unsafe, safe, tau, gate) if any(u is not None for u in unsafe) else None
         if len(self._by_version) > 64:
             self._by_version.clear()
         self._by_version[key] = result
         return result
+
+
+def matched_score(prob: float, margin: float, limit: float) -> float:
+    """A policy's reported score: the head's probability, or, where the examples matched,
+    at least halfway between the threshold and 1 (closer to 1 the closer the match)."""
+    if margin < 0:
+        return prob
+    return max(prob, limit + (1 - limit) * (0.5 + 0.5 * min(1.0, margin * 10)))
 
 
 def ranked(results: dict) -> dict:

@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from guard.embedded.batcher import MicroBatcher
 from guard.embedded.encoder import DIM, FEATURE_DIM, Encoder
-from guard.embedded.examples import ExampleSet, ExampleTerm, ranked
+from guard.embedded.examples import NO_MATCH, ExampleSet, ExampleTerm, matched_score, ranked
 from guard.embedded.head import HeadMeta, PolicyHead
 from guard.errors import GuardFailure
 from guard.policies import Direction, Policy
@@ -131,7 +131,8 @@ def read_budget(texts: list[str], max_chars: int) -> tuple[list[str], bool]:
 class EmbeddedGuard:
     name = "embedded"
 
-    def __init__(self, encoder: Encoder, head: PolicyHead, meta: HeadMeta, options: EmbeddedOptions) -> None:
+    def __init__(self, encoder: Encoder, head: PolicyHead, meta: HeadMeta, options: EmbeddedOptions,
+                 bank: torch.Tensor | None = None) -> None:
         self.encoder = encoder
         self.head = head
         self.meta = meta
@@ -141,7 +142,7 @@ class EmbeddedGuard:
         self._by_version: dict[tuple[str, tuple[str, ...]], torch.Tensor] = {}
         self.turns = TurnCache(options.turn_cache)
         self.scores = TurnCache(options.turn_cache)  # per (turn, policy set): the turn's scores, one row each
-        self.examples = ExampleTerm(meta.examples)  # policy examples move scores (examples.py)
+        self.examples = ExampleTerm(meta.examples, bank)  # a text near a policy's unsafe examples violates it (examples.py)
         self.batcher = MicroBatcher(self._forward, options.max_batch, options.max_wait_ms / 1000)
 
     def warm(self, policies: tuple[Policy, ...]) -> None:
@@ -151,14 +152,12 @@ class EmbeddedGuard:
         """
         model = [p for p in policies if p.engine == "model"]
         texts = [p.text for p in model if p.text not in self._policy_cache]
-        examples = [] if not self.examples.enabled else [
-            t for p in model for t in (*p.examples.unsafe, *p.examples.safe) if t.strip() and t not in self.examples._emb]
-        examples = list(dict.fromkeys(examples))
+        examples = self.examples.missing(tuple(model))
         if texts or examples:  # one set of passes for both: they are read the same way (POLICY_KEY)
             feats = self.encoder.embed(texts + examples, max_tokens=POLICY_KEY[1])
             self._policy_cache.update({t: f[:DIM].clone() for t, f in zip(texts, feats)})
             for t, f in zip(examples, feats[len(texts):]):
-                self.examples._emb[t] = torch.nn.functional.normalize(f[:DIM].float(), dim=-1)
+                self.examples.remember(t, f)
         else:  # nothing to embed: one pass anyway, for torch's lazy initialization
             self.encoder.embed(["warm-up"], max_tokens=self.max_tokens)
 
@@ -179,7 +178,8 @@ class EmbeddedGuard:
 
     def _score(self, content: list[torch.Tensor], context: torch.Tensor | None, policies: torch.Tensor,
                ex: ExampleSet | None = None) -> torch.Tensor:
-        """Per text, the max over its windows of calibrated probabilities: -> [texts, P]."""
+        """Per text, the max over its windows of calibrated probabilities and of example-match
+        margins (examples.py; NO_MATCH without examples): -> [texts, 2, P]."""
         windows = torch.cat(content)
         n = windows.shape[0]
         ctx = context.expand(n, FEATURE_DIM) if context is not None else torch.zeros(n, FEATURE_DIM)
@@ -187,11 +187,13 @@ class EmbeddedGuard:
         with torch.inference_mode():  # in slices, so a long text never builds one huge pair matrix
             logits = torch.cat([self.head.grid(windows[k : k + 256], ctx[k : k + 256], has[k : k + 256], policies)
                                 for k in range(0, n, 256)])
-        z = logits / self.meta.temperature + self.meta.bias
+        probs = torch.sigmoid(logits / self.meta.temperature + self.meta.bias)
+        margins = torch.full_like(probs, NO_MATCH)
         if ex is not None:
-            z = z + ex.shift(windows)
-        probs = torch.sigmoid(z)
-        return torch.stack([part.max(0).values for part in probs.split([c.shape[0] for c in content])])
+            margins, head_counts = ex.score(windows)
+            probs = probs * head_counts  # an example-defined policy's head verdict counts on its topic only
+        both = torch.stack([probs, margins], dim=1)  # [W, 2, P]
+        return torch.stack([part.max(0).values for part in both.split([c.shape[0] for c in content])])
 
     # ---- event-loop side ----------------------------------------------------------------
     async def policy_embeddings(self, policies: tuple[Policy, ...], version: str) -> torch.Tensor:
@@ -234,9 +236,11 @@ class EmbeddedGuard:
             raise GuardFailure(f"embedded guard failed: {type(exc).__name__}: {exc}") from exc
         threshold = self.meta.thresholds.get(direction.value, 0.5)
         results = {}
-        for policy, prob in zip(policies, probs.tolist()):
+        for policy, prob, margin in zip(policies, *probs.tolist()):
             limit = policy.threshold if policy.threshold is not None else threshold
-            results[policy.id] = PolicyResult(policy.id, prob >= limit, round(prob, 4))
+            matched = margin >= 0 and limit < 1.0  # threshold 1.0 turns the policy's scores off, examples too
+            results[policy.id] = PolicyResult(policy.id, prob >= limit or matched,
+                                              round(matched_score(prob, margin if matched else NO_MATCH, limit), 4))
         verdict.results = ranked(results)  # highest score first: violated[0] is the best match
         verdict.truncated = truncated
         verdict.latency_ms = (time.perf_counter() - started) * 1000
@@ -247,7 +251,7 @@ class EmbeddedGuard:
 
     async def _probs(self, texts: list[str], context: str | None, pol: torch.Tensor, ex: ExampleSet | None = None,
                      pol_key: bytes = b"") -> torch.Tensor:
-        """Per-policy probabilities, the max over turns. Only turns missing from the cache go
+        """Per-policy probabilities and example margins ([2, P]), the max over turns. Only turns missing from the cache go
         through the encoder; on input (no context) a turn's scores are cached too, so the
         head only scores turns it has not seen under these policies."""
         keys = [TurnCache.key("turn", t) for t in texts]

@@ -1,42 +1,54 @@
-"""Fit the examples term of the embedded guard (see guard/embedded/examples.py).
+"""Calibrate the embedded guard's examples rule and write its bank (see guard/embedded/examples.py).
 
     python -m training.embedded.examples --data ../shared/data/train --weights guard/embedded/weights --seed 0
 
-Runs after `training.embedded` on the weights it wrote, on the validation split of the
-same mix (same seed), so no row the encoder trained on is an example or a scored text.
-Simulated policies, each drawn `--draws` times:
-- harm categories: a fine-grained group of the data (AART crime, CatQA subcategory,
-  Do-Not-Answer area, ...) with at least 6 validation prompts; its first wording is the
-  description. Negatives: benign prompts (random and the ones nearest the category) and
-  harmful prompts of categories whose centroid is far (cosine < 0.5);
-- benign topics: k-means clusters of the benign validation prompts (seeded), described only
-  as "content on the topic the examples show": policies about things that are not harmful
-  (the custom-policy case: competitor mentions, code requests). Negatives: other clusters.
-Examples: 3 unsafe rows of the policy (and, 70% of the time, 2 safe rows near it) are
-written into the policy as `examples`, exactly as Policy.text lists them, and removed from
-the scored rows. The four parameters a..d minimise the log loss of the calibrated head
-logit plus the shift; meta.json gets them under `examples` only if the term does not flag
-more benign rows than the head alone (+1 point); the fit's record goes to `info.examples_fit`.
+Writes `bank.safetensors` (base sentence embeddings, fp16, of `--bank` benign prompts drawn
+from alpaca_benign.jsonl) into the weights folder and the rule's `quantile` and `floor` into
+its meta.json (`examples`), with the calibration's record under `info.examples_fit`.
+
+How `quantile` and `floor` are picked, on training data only (never bench/ or benchmarks/):
+simulated policies, two draws each, of two kinds:
+- harm categories: CatQA subcategories and AART crime topics (at least 8 / 15 prompts);
+- benign topics: k-means clusters (seeded) of alpaca_benign_val prompts, at least 40 each;
+  the custom-policy case (competitor mentions, code requests), where nothing is harmful.
+Each gets 3 unsafe examples from its rows and, 70% of the time, 2 safe examples from the
+nearest other group; its positives are up to 40 of its other rows; its negatives are 300
+rows of other groups and the benign pool (alpaca_benign_val outside the policy's own
+cluster, MT-Bench, MITRE benign-but-scary prompts), none of them in the bank. The grid
+point with the best mean F1 (harm and topic policies weighted equally) among those whose
+policies match at most `--max-benign` of the benign pool on average wins. A harm policy's
+false positives are benign texts only (one that fires on another category's harm still
+blocks harm); a topic policy's are benign texts and other topics' rows.
+
+Then the gate: for a policy with at least GATE_MIN_EXAMPLES unsafe examples, the head's own
+verdict counts only where the text is also on the examples' topic (su at or above the
+`gate` quantile of the bank): the head alone flags other categories' harm and some benign
+text under a policy whose examples say what it is about. `gate` is picked on the same
+simulated policies (each given a policy text as Policy.text writes one, scored by the head
+at its input threshold), by mean F1, from GATES (1.0 would turn the head off for them).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import itertools
 import json
 import random
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from guard.embedded.encoder import DIM, FEATURE_DIM, Encoder
-from guard.embedded.examples import example_space
-from guard.embedded.head import load, overlay_path
-from training.embedded.data import build_mix
-from training.embedded.policies import fine_grained
+from guard.embedded.examples import BANK_FILE, policy_threshold, sentence_space
+from guard.embedded.head import HeadMeta, load, overlay_path
 
 ROOT = Path(__file__).resolve().parents[2]
+QUANTILES = (0.99, 0.995, 0.998, 0.999)
+FLOORS = (0.4, 0.45, 0.5, 0.55, 0.6)
+GATES = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 1.0)
+GATE_MIN_EXAMPLES = 3
 
 
 def kmeans(x: torch.Tensor, k: int, seed: int, iters: int = 20) -> torch.Tensor:
@@ -52,135 +64,174 @@ def kmeans(x: torch.Tensor, k: int, seed: int, iters: int = 20) -> torch.Tensor:
     return assign
 
 
-def policy_text(name: str, description: str, unsafe: list[str], safe: list[str]) -> str:
-    parts = [f"{name}: {description}"]
-    if unsafe:
-        parts.append("Violating examples: " + " | ".join(unsafe))
-    if safe:
-        parts.append("Not violating: " + " | ".join(safe))
-    return "\n".join(parts)
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
-def f1(pred: np.ndarray, y: np.ndarray) -> float:
-    tp = float((pred & (y == 1)).sum())
-    return 2 * tp / max(1.0, 2 * tp + float((pred & (y == 0)).sum()) + float((~pred & (y == 1)).sum()))
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _groups(rows: list[dict], feats: torch.Tensor, level: int, minimum: int, prefix: str) -> list[tuple]:
+    by: dict[str, list[int]] = collections.defaultdict(list)
+    for i, r in enumerate(rows):
+        cats = r.get("categories") or []
+        if len(cats) > level:
+            by[cats[level]].append(i)
+    return [(f"{prefix}:{k}", "harm", feats[v], [rows[i]["prompt"] for i in v], f"{k}: requests about {k}.")
+            for k, v in sorted(by.items()) if len(v) >= minimum]
+
+
+def simulate(groups, benign_pool, pool_cluster, assign_of, seed: int) -> list[tuple]:
+    """Per simulated policy: (kind, policy text, unsafe, safe, positives, other-group negatives,
+    benign negatives); unsafe/safe in the sentence space, the rest full features."""
+    rng = random.Random(seed)
+    cent = torch.stack([F.normalize(sentence_space(g[2]).mean(0), dim=-1) for g in groups])
+    policies = []
+    for gi, (name, kind, members, texts, description) in enumerate(groups):
+        others = torch.cat([g[2] for k, g in enumerate(groups) if k != gi])
+        sims = cent @ cent[gi]
+        sims[gi] = -1
+        near = groups[int(sims.argmax())]
+        keep = torch.ones(len(benign_pool), dtype=torch.bool)
+        if name in assign_of:  # a benign-topic policy: its own cluster is not a negative
+            keep &= pool_cluster != assign_of[name]
+        benign = benign_pool[keep]
+        for draw in range(2):
+            order = list(range(len(members)))
+            rng.shuffle(order)
+            ui, pos = order[:3], members[order[3:43]]
+            si = rng.sample(range(len(near[2])), 2) if rng.random() < 0.7 else []
+            text = description + "\nViolating examples: " + " | ".join(texts[i][:200] for i in ui)
+            if si:
+                text += "\nNot violating: " + " | ".join(near[3][i][:200] for i in si)
+            neg = others[rng.sample(range(len(others)), min(300, len(others)))]
+            unsafe = sentence_space(members[ui])
+            safe = sentence_space(near[2][si]) if si else None
+            policies.append((kind, text, unsafe, safe, pos, neg, benign))
+    return policies
+
+
+def matches(x: torch.Tensor, unsafe: torch.Tensor, safe: torch.Tensor | None, tau: float) -> torch.Tensor:
+    su = (x @ unsafe.T).max(1).values
+    hit = su >= tau
+    if safe is not None:
+        hit &= su >= (x @ safe.T).max(1).values
+    return hit
+
+
+def _f1(tp: float, fp: float, fn: float) -> float:
+    return 2 * tp / max(1.0, 2 * tp + fp + fn)
+
+
+def _summary(f1s: dict[str, list[float]], rates: list[float], **point) -> dict:
+    mean = {k: sum(v) / len(v) for k, v in f1s.items()}
+    return {**point, "f1_harm": round(mean["harm"], 4), "f1_topic": round(mean["topic"], 4),
+            "benign_flagged_mean": round(sum(rates) / len(rates), 5), "benign_flagged_max": round(max(rates), 4)}
+
+
+def evaluate(policies, bank: torch.Tensor, quantile: float, floor: float) -> dict:
+    """The examples rule alone, at one grid point."""
+    f1s: dict[str, list[float]] = {"harm": [], "topic": []}
+    rates = []
+    for kind, _text, unsafe, safe, pos, neg, benign in policies:
+        tau = policy_threshold(unsafe, bank, quantile, floor)
+        tp = int(matches(sentence_space(pos), unsafe, safe, tau).sum())
+        rate = float(matches(sentence_space(benign), unsafe, safe, tau).float().mean())
+        fp = rate * 300 + (int(matches(sentence_space(neg), unsafe, safe, tau).sum()) if kind == "topic" else 0)
+        f1s[kind].append(_f1(tp, fp, len(pos) - tp))
+        rates.append(rate)
+    return _summary(f1s, rates, quantile=quantile, floor=floor)
+
+
+def evaluate_gates(policies, bank, encoder: Encoder, head_path: Path, quantile: float, floor: float) -> list[dict]:
+    """Head and rule together, for each gate in GATES (every simulated policy has 3 examples)."""
+    head, meta = load(head_path)
+    threshold = meta.thresholds["input"]
+    pol = encoder.embed([p[1] for p in policies], max_tokens=256)[:, :DIM]
+    out: dict[float, tuple[dict, list]] = {g: ({"harm": [], "topic": []}, []) for g in GATES}
+    for k, (kind, _text, unsafe, safe, pos, neg, benign) in enumerate(policies):
+        tau = policy_threshold(unsafe, bank, quantile, floor)
+        parts = {}
+        for part, x in (("pos", pos), ("neg", neg), ("benign", benign)):
+            with torch.no_grad():
+                z = head.grid(x, torch.zeros(len(x), FEATURE_DIM), torch.zeros(len(x)), pol[k : k + 1])[:, 0]
+            flagged = torch.sigmoid(z / meta.temperature + meta.bias) >= threshold
+            xs = sentence_space(x)
+            su = (xs @ unsafe.T).max(1).values
+            near_safe = su < (xs @ safe.T).max(1).values if safe is not None else torch.zeros_like(flagged)
+            parts[part] = (flagged & ~near_safe, su, matches(xs, unsafe, safe, tau))
+        for g in GATES:
+            gate = policy_threshold(unsafe, bank, g, -1.0) if g > 0 else -1.0
+            hit = {part: (h & (su >= gate)) | m for part, (h, su, m) in parts.items()}
+            tp = int(hit["pos"].sum())
+            rate = float(hit["benign"].float().mean())
+            fp = rate * 300 + (int(hit["neg"].sum()) if kind == "topic" else 0)  # 300 benign rows' worth
+            out[g][0][kind].append(_f1(tp, fp, len(pos) - tp))
+            out[g][1].append(rate)
+    return [_summary(f1s, rates, gate=g) for g, (f1s, rates) in out.items()]
 
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/train")
+    ap.add_argument("--data", type=Path, required=True, help="the training data folder (../shared/data/train)")
     ap.add_argument("--weights", type=Path, default=ROOT / "guard/embedded/weights")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--alpaca", type=int, default=2000)
-    ap.add_argument("--draws", type=int, default=3)
-    ap.add_argument("--topics", type=int, default=20)
+    ap.add_argument("--bank", type=int, default=2048, help="benign prompts in the shipped bank")
+    ap.add_argument("--topics", type=int, default=40)
+    ap.add_argument("--max-benign", type=float, default=0.001, help="mean share of benign texts a policy may match")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--space", choices=["mid", "last"], default="mid", help="features the similarity is measured in")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    rng = random.Random(args.seed + 21)
-    head, meta = load(args.weights)
-    encoder = Encoder(precision="auto", overlay=overlay_path(args.weights))
-    mix = build_mix(args.data, args.seed, alpaca=args.alpaca, hh_pairs=0)
-    items = [it for it in mix.val if not it.context and it.label >= 0 and it.text.strip()]
-    texts = [it.text for it in items]
-    feats = encoder.embed(texts, max_tokens=meta.max_tokens)
-    mu = feats[:, DIM : 2 * DIM].mean(0)
-    space = {"space": args.space, "mu": [round(float(v), 5) for v in mu]} if args.space == "mid" else {"space": "last"}
-    emb = example_space(feats, space)
-    benign = [i for i, it in enumerate(items) if it.label == 0]
-    wordings = fine_grained()
-    groups: dict[str, list[int]] = {}
-    for i, it in enumerate(items):
-        if it.label == 1:
-            for g in it.groups:
-                if g in wordings:
-                    groups.setdefault(g, []).append(i)
-    groups = {g: v for g, v in groups.items() if len(v) >= 6}
-    centroid = {g: F.normalize(emb[v].mean(0), dim=-1) for g, v in groups.items()}
-    assign = kmeans(emb[benign], args.topics, args.seed)
-    topics = {j: [benign[i] for i in torch.nonzero(assign == j).squeeze(1).tolist()] for j in range(args.topics)}
-    topics = {j: v for j, v in topics.items() if len(v) >= 12}
-    tcent = {j: F.normalize(emb[v].mean(0), dim=-1) for j, v in topics.items()}
+    if overlay_path(args.weights) is not None:
+        raise SystemExit("the examples rule reads the base encoder's sentence space: weights with an overlay cannot use it")
+    encoder = Encoder(precision="auto")
 
-    sims = []  # (policy text, unsafe ex idx, safe ex idx, scored idx, labels)
-    for _ in range(args.draws):
-        for g, members in sorted(groups.items()):
-            ex = rng.sample(members, 3)
-            near = sorted(benign, key=lambda i: -float(emb[i] @ centroid[g]))[:20]
-            safe_ex = rng.sample(near, 2) if rng.random() < 0.7 else []
-            far_harm = [i for h, v in groups.items() if float(centroid[h] @ centroid[g]) < 0.5 for i in v]
-            neg = rng.sample([i for i in benign if i not in safe_ex], min(40, len(benign))) + [i for i in near if i not in safe_ex]
-            neg += rng.sample(far_harm, min(20, len(far_harm)))
-            pos = [i for i in members if i not in ex]
-            scored = list(dict.fromkeys(pos + neg))
-            labels = [1 if i in pos else 0 for i in scored]
-            text = policy_text(wordings[g][0].split(".")[0], wordings[g][0], [texts[i][:200] for i in ex], [texts[i][:200] for i in safe_ex])
-            sims.append((text, ex, safe_ex, scored, labels))
-        for j, members in sorted(topics.items()):
-            ex = rng.sample(members, 3)
-            others = sorted((h for h in topics if h != j), key=lambda h: -float(tcent[h] @ tcent[j]))
-            safe_ex = rng.sample(topics[others[0]], 2) if rng.random() < 0.7 and others else []
-            neg = [i for h in others for i in rng.sample(topics[h], min(6, len(topics[h]))) if i not in safe_ex]
-            pos = [i for i in members if i not in ex][:40]
-            scored = pos + neg
-            labels = [1] * len(pos) + [0] * len(neg)
-            text = policy_text("Custom topic", "Content on the topic the examples show.", [texts[i][:200] for i in ex], [texts[i][:200] for i in safe_ex])
-            sims.append((text, ex, safe_ex, scored, labels))
+    alpaca = [r["prompt"] for r in _rows(args.data / "alpaca_benign.jsonl")]
+    random.Random(args.seed).shuffle(alpaca)
+    bank = sentence_space(encoder.embed(alpaca[: args.bank])).half().float()  # exactly what ships
+    val = _rows(args.data / "alpaca_benign_val.jsonl")
+    v = encoder.embed([r["prompt"] for r in val])
+    extra = [r["prompt"] for f in ("mtbench_vicuna_benign.jsonl", "mitre_frr_benign.jsonl") for r in _rows(args.data / f)]
+    benign_pool = torch.cat([v, encoder.embed(extra)])
+    assign = kmeans(sentence_space(v), args.topics, args.seed)
+    pool_cluster = torch.cat([assign, torch.full((len(extra),), -1, dtype=torch.long)])
+    catqa, aart = _rows(args.data / "catqa.jsonl"), _rows(args.data / "aart.jsonl")
+    groups = _groups(catqa, encoder.embed([r["prompt"] for r in catqa]), 1, 8, "catqa")
+    groups += _groups(aart, encoder.embed([r["prompt"] for r in aart]), 0, 15, "aart")
+    assign_of = {}
+    for j in range(args.topics):
+        ids = torch.nonzero(assign == j).squeeze(1)
+        if len(ids) >= 40:
+            groups.append((f"topic:{j}", "topic", v[ids], [val[i]["prompt"] for i in ids.tolist()],
+                           "Custom topic: content on the topic the examples show."))
+            assign_of[f"topic:{j}"] = j
+    policies = simulate(groups, benign_pool, pool_cluster, assign_of, args.seed)
+    grid = [evaluate(policies, bank, q, f) for q, f in itertools.product(QUANTILES, FLOORS)]
+    allowed = [g for g in grid if g["benign_flagged_mean"] <= args.max_benign] or grid
+    best = max(allowed, key=lambda g: g["f1_harm"] + g["f1_topic"])
+    gates = evaluate_gates(policies, bank, encoder, args.weights, best["quantile"], best["floor"])
+    gate = max(gates, key=lambda g: g["f1_harm"] + g["f1_topic"])
 
-    pol = encoder.embed([s[0] for s in sims], max_tokens=256)[:, :DIM]
-    rows_z, rows_su, rows_ss, rows_hs, rows_y, kind, is_benign = [], [], [], [], [], [], []
-    with torch.no_grad():
-        for k, (text, ex, safe_ex, scored, labels) in enumerate(sims):
-            c = feats[scored]
-            logit = head.grid(c, torch.zeros(len(scored), FEATURE_DIM), torch.zeros(len(scored)), pol[k : k + 1]).squeeze(1)
-            rows_z.append(logit / meta.temperature + meta.bias)
-            rows_su.append((emb[scored] @ emb[ex].T).max(1).values)
-            rows_ss.append((emb[scored] @ emb[safe_ex].T).max(1).values if safe_ex else torch.zeros(len(scored)))
-            rows_hs.append(torch.full((len(scored),), 1.0 if safe_ex else 0.0))
-            rows_y.append(torch.tensor(labels, dtype=torch.float))
-            is_benign.extend(items[i].label == 0 for i in scored)
-            kind += ["topic" if text.startswith("Custom topic") else "harm"] * len(scored)
-    z, su, ss, hs, y = (torch.cat(t) for t in (rows_z, rows_su, rows_ss, rows_hs, rows_y))
-    params = torch.zeros(4, requires_grad=True)
-    opt = torch.optim.LBFGS([params], lr=0.5, max_iter=200)
+    from safetensors.torch import save_file
 
-    def shift():
-        a, b, c, d = params
-        return a * su + b * ss * hs + c * hs + d
-
-    def closure():
-        opt.zero_grad()
-        loss = F.binary_cross_entropy_with_logits(z + shift(), y) + 1e-3 * (params**2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    a, b, c, d = (round(float(v), 4) for v in params.detach())
-    thr = meta.thresholds.get("input", 0.5)
-    kind_arr = np.array(kind)
-    yy = y.numpy().astype(int)
-    before = torch.sigmoid(z).numpy() >= thr
-    after = torch.sigmoid(z + shift().detach()).numpy() >= thr
-    report = {}
-    for name in ("harm", "topic"):
-        m = kind_arr == name
-        report[name] = {"f1_head_only": round(f1(before[m], yy[m]), 4), "f1_with_examples": round(f1(after[m], yy[m]), 4), "rows": int(m.sum())}
-    # Safety check before shipping the term: on the simulated policies' benign negatives (rows
-    # that violate nothing), the term must not flag more than the head alone (+1 point). A fit
-    # that wins log loss by raising every score (a large constant) fails it and is not shipped.
-    benign_neg = (yy == 0) & np.isin(np.arange(len(yy)), np.nonzero(np.array(is_benign))[0])
-    fpr_before = float(before[benign_neg].mean()) if benign_neg.any() else 0.0
-    fpr_after = float(after[benign_neg].mean()) if benign_neg.any() else 0.0
-    accepted = fpr_after <= fpr_before + 0.01
-    meta.examples = {"a": a, "b": b, "c": c, "d": d, **space} if accepted else {}
-    meta.info["examples_fit"] = {"command": "python -m training.embedded.examples --data ../shared/data/train --weights guard/embedded/weights --seed 0",
-                                 "simulated_policies": len(sims), "threshold": thr, **report,
-                                 "params": {"a": a, "b": b, "c": c, "d": d, "space": space["space"]},
-                                 "benign_flagged_head_only": round(fpr_before, 4), "benign_flagged_with_examples": round(fpr_after, 4),
-                                 "accepted": accepted}
-    (args.weights / "meta.json").write_text(meta.to_json() + "\n")
-    print(json.dumps({"examples": meta.examples, **report}))
+    save_file({"bank": bank.half().contiguous()}, str(args.weights / BANK_FILE))
+    (args.weights / BANK_FILE).chmod(0o644)  # safetensors writes 0600; the guard may run as another user
+    meta_path = args.weights / "meta.json"
+    meta = HeadMeta.from_json(meta_path.read_text())
+    meta.examples = {"rule": "nearest", "quantile": best["quantile"], "floor": best["floor"],
+                     "gate": gate["gate"], "gate_min_examples": GATE_MIN_EXAMPLES}
+    meta.info["examples_fit"] = {
+        "command": f"python -m training.embedded.examples --data ../shared/data/train --weights {_shown(args.weights)} --seed {args.seed}",
+        "bank": args.bank, "simulated_policies": len(policies),
+        "kinds": dict(collections.Counter(p[0] for p in policies)), "max_benign": args.max_benign,
+        "rule_alone": best, "with_head": gate, "grid": grid, "gates": gates,
+    }
+    meta_path.write_text(meta.to_json() + "\n")
+    print(json.dumps({"rule_alone": best, "with_head": gate, "gates": gates, "simulated_policies": len(policies)}, indent=2))
     return meta.examples
 
 
