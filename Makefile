@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # torch is pinned to the CPU build in pyproject.toml; these must not be installed beside it.
 BROKEN_WITH_TORCH := torchvision torchaudio torchcodec
 
-.PHONY: serve test test-fast lock vllm-env browser-env compose-env train-demo train-embedded bench bench-embedded bench-logs eval clean
+.PHONY: serve test test-fast lock vllm-env browser-env compose-env train-demo train-embedded train-embedded-tuned bench bench-embedded bench-logs eval clean
 
 # Every install is constrained by the lock: the exact versions the documented results were measured
 # with (requirements/README.md). `make lock` rewrites it from .venv.
@@ -59,12 +59,15 @@ test-fast: $(VENV)/.test-installed
 train-demo: $(VENV)/.test-installed
 	$(BIN)/python -m training.demo
 
-# Fine-tunes the embedded guard's top encoder layer + head, then fits the examples term
-# (about 55 min on the 2-core VM: docs/models/embedded.md); writes guard/embedded/weights_issue15/ (opt-in,
-# not the default weights: see docs/models/embedded.md for why).
+# Trains the embedded guard's head on the frozen encoder, then calibrates the examples rule
+# (about 15 min on the 2-core VM: docs/models/embedded.md); writes guard/embedded/weights/.
+# The opt-in fine-tuned variant (guard/embedded/weights_issue15/): train-embedded-tuned.
 train-embedded: $(VENV)/.test-installed
-	$(BIN)/python -m training.embedded --data ../shared/data/train --policies training/configs/embedded_issue15_policies.yaml --out guard/embedded/weights_issue15 --seed 0
-	$(BIN)/python -m training.embedded.examples --data ../shared/data/train --weights guard/embedded/weights_issue15 --seed 0
+	$(BIN)/python -m training.embedded --data ../shared/data/train --out guard/embedded/weights --seed 0
+	$(BIN)/python -m training.embedded.examples --data ../shared/data/train --weights guard/embedded/weights --seed 0
+
+train-embedded-tuned: $(VENV)/.test-installed
+	$(BIN)/python -m training.embedded --data ../shared/data/train --policies training/configs/embedded_issue15_policies.yaml --out guard/embedded/weights_issue15 --seed 0 --tune-layers 1 --epochs 1
 
 # The bench files ship in data/bench/ (licences and row counts: data/bench/README.md).
 eval: $(VENV)/.serve-installed

@@ -18,7 +18,10 @@ nearer a safe example than every unsafe one never matches. A matched policy is v
 whatever the head says; an unmatched one is left to the head, with one gate: for a policy
 with at least `gate_min_examples` unsafe examples (one its examples define), the head's
 verdict counts only on text that is on the examples' topic (su at or above the bank's
-`gate` quantile, and nearer an unsafe example than a safe one); elsewhere its score is 0.
+`gate` quantile); elsewhere its score is 0.
+And where a text matches one of the policy's safe examples (the same rule, with the safe
+examples' own threshold) more closely than any unsafe one, the head does not count either:
+what the policy's author wrote down as allowed is allowed.
 
 `q`, `floor`, `gate` and the bank ship in the weights folder (meta.json `examples`, and
 `bank.safetensors`: base-space embeddings of benign training prompts), written by
@@ -63,8 +66,9 @@ class ExampleSet:
     """Example embeddings and thresholds of one policy tuple, ready to score windows."""
 
     def __init__(self, unsafe: list[torch.Tensor | None], safe: list[torch.Tensor | None], tau: list[float],
-                 gate: list[float | None]) -> None:
+                 gate: list[float | None], tau_safe: list[float] | None = None) -> None:
         self.unsafe, self.safe, self.tau, self.gate = unsafe, safe, tau, gate
+        self.tau_safe = tau_safe or [1.0] * len(safe)
 
     def score(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[W, FEATURE_DIM] window features -> ([W, P] margins: su - tau where the window matches
@@ -74,13 +78,15 @@ class ExampleSet:
         margins = torch.full((w.shape[0], len(self.unsafe)), NO_MATCH)
         head_counts = torch.ones(w.shape[0], len(self.unsafe), dtype=torch.bool)
         for j, (u, s) in enumerate(zip(self.unsafe, self.safe)):
+            su = (w @ u.T).max(1).values if u is not None else torch.full((w.shape[0],), -1.0)
+            ss = (w @ s.T).max(1).values if s is not None else torch.full((w.shape[0],), -1.0)
+            head_counts[:, j] = ~((ss > su) & (ss >= self.tau_safe[j]))  # matches a safe example: allowed
             if u is None:
                 continue
-            su = (w @ u.T).max(1).values
-            nearer_unsafe = su >= (w @ s.T).max(1).values if s is not None else torch.ones_like(su, dtype=torch.bool)
+            nearer_unsafe = su >= ss
             margins[:, j] = torch.where(nearer_unsafe, su - self.tau[j], torch.full_like(su, NO_MATCH)).clamp(min=NO_MATCH)
             if self.gate[j] is not None:
-                head_counts[:, j] = nearer_unsafe & (su >= self.gate[j])
+                head_counts[:, j] &= su >= self.gate[j]
         return margins, head_counts
 
 
@@ -129,7 +135,9 @@ class ExampleTerm:
         tau = [policy_threshold(u, self.bank, q, floor) if u is not None else 1.0 for u in unsafe]
         gate = [policy_threshold(u, self.bank, float(gate_q), -1.0) if u is not None and gate_q is not None
                 and len(u) >= gate_min else None for u in unsafe]
-        result = ExampleSet(unsafe, safe, tau, gate) if any(u is not None for u in unsafe) else None
+        tau_safe = [policy_threshold(s, self.bank, q, floor) if s is not None else 1.0 for s in safe]
+        has_any = any(u is not None or s is not None for u, s in zip(unsafe, safe))
+        result = ExampleSet(unsafe, safe, tau, gate, tau_safe) if has_any else None
         if len(self._by_version) > 64:
             self._by_version.clear()
         self._by_version[key] = result

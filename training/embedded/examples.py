@@ -162,11 +162,15 @@ def evaluate_gates(policies, bank, encoder: Encoder, head_path: Path, quantile: 
             flagged = torch.sigmoid(z / meta.temperature + meta.bias) >= threshold
             xs = sentence_space(x)
             su = (xs @ unsafe.T).max(1).values
-            near_safe = su < (xs @ safe.T).max(1).values if safe is not None else torch.zeros_like(flagged)
+            if safe is not None:  # matches a safe example more closely than any unsafe one: allowed
+                ss = (xs @ safe.T).max(1).values
+                near_safe = (ss > su) & (ss >= policy_threshold(safe, bank, quantile, floor))
+            else:
+                near_safe = torch.zeros_like(flagged)
             parts[part] = (flagged & ~near_safe, su, matches(xs, unsafe, safe, tau))
         for g in GATES:
             gate = policy_threshold(unsafe, bank, g, -1.0) if g > 0 else -1.0
-            hit = {part: (h & (su >= gate)) | m for part, (h, su, m) in parts.items()}
+            hit = {part: (h & (su >= gate)) | m for part, (h, su, m) in parts.items()}  # the gate, as the guard applies it
             tp = int(hit["pos"].sum())
             rate = float(hit["benign"].float().mean())
             fp = rate * 300 + (int(hit["neg"].sum()) if kind == "topic" else 0)  # 300 benign rows' worth
