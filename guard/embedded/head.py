@@ -66,7 +66,7 @@ class HeadMeta:
     thresholds: dict[str, float] = field(default_factory=lambda: {"input": 0.5, "output": 0.5})
     max_tokens: int = 128
     hidden: int = 256
-    examples: dict = field(default_factory=dict)  # the examples term (guard/embedded/examples.py)
+    examples: dict = field(default_factory=dict)  # the examples rule (guard/embedded/examples.py)
     info: dict = field(default_factory=dict)
 
     def to_json(self) -> str:

@@ -2,5 +2,5 @@
 
 `train` (the loop), `data` (mix, labels, split), `policies` (policy wordings), `synth`
 (synthetic rows), `model` (the cached frozen prefix and the tuned top layers), `examples`
-(the examples term, fitted after training: `python -m training.embedded.examples`).
+(the examples rule's bank and calibration, after training: `python -m training.embedded.examples`).
 """

