@@ -25,6 +25,7 @@ from guard.verdict import CheckRequest, Guard, Span, Turn, Verdict
 
 ACTIONS = ("allow", "flag", "rewrite", "block")  # weakest to strictest: the precedence of actions
 _RANK = {a: i for i, a in enumerate(ACTIONS)}
+ALL_ENGINES = frozenset({"model", "patterns"})  # what a policy's `engine` can be
 
 
 def strictest(actions) -> str:
@@ -121,7 +122,7 @@ class Moderator:
         *,
         model: str | None = None,
         key_id: str | None = None,
-        engines: frozenset[str] = frozenset({"model", "patterns"}),
+        engines: frozenset[str] = ALL_ENGINES,
     ) -> Decision:
         """`engines` narrows the check to one engine (concurrent input mode runs the patterns
         first, synchronously, so redaction happens before anything leaves for the upstream)."""

@@ -16,28 +16,27 @@ from typing import Any, TypeVar
 import structlog
 
 from gateway.apis import Api
+from gateway.blocked_reply import blocked_reply
+from gateway.blocklog.retention import RetentionTask
 from gateway.blocklog.writer import BlockLog
 from gateway.commands.checkreport import remote_check
 from gateway.errors import BadRequest, ContentBlocked, GatewayError
 from gateway.messages import Piece, last_user_text, rebuild_turns
 from gateway.metrics import Metrics
-from gateway.pipeline import Decision, Moderator, strictest
-from gateway.policystore import PolicyStore
-from gateway.blocklog.retention import RetentionTask
-from gateway.settings import Settings
-from gateway.streams.responses import ResponsesStream
-from gateway.blocked_reply import blocked_reply
-from gateway.streams.chat import ChatStream, passthrough, prompt_estimate
-from gateway.upstream import Upstream
-from guard.policies import Direction, GuardSettings, PolicySet
-from guard.cache import build_cached
-from guard.registry import build_guard
 from gateway.moderations import to_openai_moderation
+from gateway.pipeline import ALL_ENGINES, Decision, Moderator, strictest
+from gateway.policystore import PolicyStore
+from gateway.settings import Settings
+from gateway.streams.chat import ChatStream, passthrough, prompt_estimate
+from gateway.streams.responses import ResponsesStream
+from gateway.upstream import Upstream
+from guard.cache import build_cached
+from guard.policies import Direction, GuardSettings, PolicySet
+from guard.registry import build_guard
 from guard.verdict import CheckRequest, Guard, Turn, Verdict
 
 log = structlog.get_logger("rsafe.gateway")
 T = TypeVar("T")
-ALL_ENGINES = frozenset({"model", "patterns"})
 
 
 @dataclass(slots=True)

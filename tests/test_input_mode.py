@@ -35,7 +35,8 @@ def gateway(fake, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("input-mode")
     (tmp / "policies.yaml").write_text(TEST_POLICIES + NEVER_UPSTREAM)  # settings.input_mode: concurrent
     settings = Settings(policies=tmp / "policies.yaml", upstream=fake.state.url + "/v1", block_log=tmp / "b.jsonl")
-    with serve(create_app(settings, guard=ScriptedGuard(delay=0.3))) as url:
+    # the check takes 1 s: time for a concurrent upstream call to arrive, even on a loaded machine
+    with serve(create_app(settings, guard=ScriptedGuard(delay=1.0))) as url:
         yield url
 
 

@@ -62,7 +62,7 @@ def policies_test_command(
         raise typer.Exit(2) from exc
     results = asyncio.run(run_suite(loaded.cases, policy_set, model_guard, concurrency))
     failed = sum(not r.passed for r in results)
-    backend = getattr(model_guard, "name", None) or "patterns only"
+    backend = model_guard.name if model_guard is not None else "patterns only"
     if json_out or not sys.stdout.isatty():
         for r in results:
             sys.stdout.write(orjson.dumps(r.as_json()).decode() + "\n")

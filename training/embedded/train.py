@@ -436,16 +436,5 @@ def main(argv: list[str] | None = None) -> dict:
     return meta.info
 
 
-def train_embedded_command(
-    data: Path = ROOT.parent / "shared/data/train",
-    out: Path = ROOT / "guard/embedded/weights",
-    seed: int = 0,
-    epochs: int = 2,
-    threads: int = 2,
-) -> None:
-    """Train the embedded guard (Typer-compatible: `rsafe train embedded`)."""
-    main(["--data", str(data), "--out", str(out), "--seed", str(seed), "--epochs", str(epochs), "--threads", str(threads)])
-
-
 if __name__ == "__main__":
     main()
