@@ -33,7 +33,9 @@ routes:
 @pytest.fixture(scope="module")
 def gateway(fake, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("input-mode")
-    (tmp / "policies.yaml").write_text(TEST_POLICIES + NEVER_UPSTREAM)  # settings.input_mode: concurrent
+    policies = TEST_POLICIES.replace("timeout_s: 0.5", "timeout_s: 5")  # the check below takes 1 s
+    assert policies != TEST_POLICIES
+    (tmp / "policies.yaml").write_text(policies + NEVER_UPSTREAM)  # settings.input_mode: concurrent
     settings = Settings(policies=tmp / "policies.yaml", upstream=fake.state.url + "/v1", block_log=tmp / "b.jsonl")
     # the check takes 1 s: time for a concurrent upstream call to arrive, even on a loaded machine
     with serve(create_app(settings, guard=ScriptedGuard(delay=1.0))) as url:
