@@ -61,7 +61,6 @@ class Metrics:
         )
         self.upstream_errors = Counter("rsafe_upstream_errors", "Upstream errors by kind", ["kind"], registry=r)
         self.stream_windows = Counter("rsafe_stream_windows_checked", "Stream windows checked", registry=r)
-        self.policy_reloads = Counter("rsafe_policy_reloads", "Policy file reloads", ["result"], registry=r)
         self.guard_cache = Counter(
             "rsafe_guard_cache_lookups", "Model-guard verdicts served from the verdict cache (hit) or computed (miss)",
             ["backend", "result"], registry=r,
@@ -75,16 +74,16 @@ class Metrics:
 
     def bind_store(self, store: Any) -> None:
         """Expose the policy store's reload counts (ok and rejected), load time and version,
-        read at scrape time. Replaces the `rsafe_policy_reloads` counter, which cannot see
-        rejected edits (the store handles those without a callback). With several workers,
+        read at scrape time. With several workers (each its own store),
         gauges and a counter kept in step by `sync_store`, which the store calls after every
         reload attempt (before a request can see the new policies) and a scrape calls too."""
         if not self.multiprocess:
-            self.registry.unregister(self.policy_reloads)
             self.registry.register(_PolicyStoreCollector(store))
             return
         r = self.registry
         self._store = store
+        self.policy_reloads = Counter("rsafe_policy_reloads", "Policy file reloads (ok, or rejected as invalid)",
+                                      ["result"], registry=r)
         self._synced = {"ok": 0, "rejected": 0}
         for result in self._synced:  # both series exist from the start, as with one process
             self.policy_reloads.labels(result)
