@@ -105,7 +105,11 @@ async def test_concurrent_checks_all_get_their_verdict(vllm_server) -> None:
 
 
 async def test_timeout_is_guard_failure(vllm_server) -> None:
-    guard = _guard(vllm_server, model="guard", timeout_s=0.001)
+    """A check the server cannot answer in time is a GuardFailure saying so. The answer is made
+    long for certain (3,000 tokens, end-of-sequence ignored: seconds on this CPU) so the 0.5 s
+    timeout fires whatever the machine; a 1 ms timeout on a short answer once did not fire in CI."""
+    guard = _guard(vllm_server, model="guard", timeout_s=0.5, max_tokens=3000,
+                   extra_body={"ignore_eos": True, "min_tokens": 3000})
     try:
         with pytest.raises(GuardFailure, match="timed out"):
             await guard.check(request("hurt someone", policies=POLS))
