@@ -8,7 +8,6 @@ text upstream if its part of the request were skipped or only partly read.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import openai
@@ -17,6 +16,7 @@ import yaml
 
 from gateway.app import create_app
 from gateway.settings import Settings
+from tests.fakes.blocklogs import request_lines
 from tests.servers import serve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,15 +51,6 @@ def gateway(fake, tmp_path_factory):
 
 def client(url: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=url + "/v1", api_key="k", max_retries=0, timeout=300)
-
-
-def log_lines(path: Path, request_id: str) -> list[dict]:
-    for _ in range(50):  # the block log is written in the background
-        found = [x for x in map(json.loads, path.read_text().splitlines()) if x["request_id"] == request_id]
-        if found:
-            return found
-        time.sleep(0.1)
-    return []
 
 
 def assert_blocked(url: str, messages: list[dict]) -> openai.BadRequestError:
@@ -102,7 +93,7 @@ def test_a_harmful_first_turn_behind_many_benign_ones(gateway):
     url, log = gateway
     turns = [{"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(BENIGN)]
     err = assert_blocked(url, [{"role": "user", "content": HARMFUL}, *turns])
-    (line,) = log_lines(log, err.response.headers["x-request-id"])
+    (line,) = request_lines(log, err.response.headers["x-request-id"])
     assert line["decision"] == "block" and not line["truncated"]
 
 
@@ -112,7 +103,7 @@ def test_harm_after_a_long_benign_prefix(gateway, prefix_chars):
     filler = "The weather report says it will be sunny and mild with a light breeze today. "
     text = filler * (prefix_chars // len(filler)) + HARMFUL
     err = assert_blocked(url, [{"role": "user", "content": text}])
-    (line,) = log_lines(log, err.response.headers["x-request-id"])
+    (line,) = request_lines(log, err.response.headers["x-request-id"])
     assert not line["truncated"]  # it was read, not cut and failed closed
 
 
@@ -146,6 +137,6 @@ def test_past_the_read_limit_the_failure_mode_applies(fake, tmp_path):
                     model="echo", messages=[{"role": "user", "content": long_benign}])
                 assert raw.parse().choices[0].message.content == long_benign
                 rid = raw.headers["x-request-id"]
-            (line,) = [x for x in log_lines(tmp_path / f"{mode}.jsonl", rid) if x["direction"] == "input"]
+            (line,) = [x for x in request_lines(tmp_path / f"{mode}.jsonl", rid) if x["direction"] == "input"]
             assert line["truncated"] is True and "truncated" in line["error"]
             assert bool(line["fail_open"]) is not blocked

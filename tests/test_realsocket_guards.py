@@ -4,8 +4,6 @@ for the uncertain band). The official openai client, a fake upstream on another 
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 
 import openai
@@ -15,6 +13,7 @@ import yaml
 from gateway.app import create_app
 from gateway.settings import Settings
 from tests._rsafe_support import TRAINED_ANSWER, tiny_model
+from tests.fakes.blocklogs import request_lines
 from tests.servers import serve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,18 +50,13 @@ def gateway(request, fake, tmp_path_factory):
         yield request.param, url, tmp / "blocks.jsonl"
 
 
-def lines(path: Path, request_id: str) -> list[dict]:
-    time.sleep(0.1)
-    return [x for x in map(json.loads, path.read_text().splitlines()) if x["request_id"] == request_id]
-
-
 def test_harmful_request_is_blocked(gateway):
     backend, url, log = gateway
     client = openai.OpenAI(base_url=url + "/v1", api_key="k", max_retries=0, timeout=300)
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(model="echo", messages=[{"role": "user", "content": HARMFUL}])
     assert info.value.code == "content_filter" and info.value.param in ("S1", "S9")  # violence or weapons
-    (line,) = lines(log, info.value.response.headers["x-request-id"])
+    (line,) = request_lines(log, info.value.response.headers["x-request-id"])
     assert line["guard"] == backend and line["decision"] == "block"
     assert line["decided_by"] in (("embedded",) if backend == "embedded" else ("embedded", "rsafe", "embedded+rsafe"))
 

@@ -12,7 +12,6 @@ the Violated line only from the model's own answer position and fails wide other
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from starlette.routing import Route
 
 from gateway.app import create_app
 from gateway.settings import Settings
+from tests.fakes.blocklogs import request_lines
 from tests.servers import serve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,19 +94,6 @@ def client(url: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=url + "/v1", api_key="k", max_retries=0, timeout=120)
 
 
-def log_lines(path: Path, request_id: str, count: int = 1) -> list[dict]:
-    """The block-log lines of one request, once `count` of them are there (or after 5 s)."""
-    deadline = time.monotonic() + 5
-    while True:
-        text = path.read_text() if path.exists() else ""
-        found = [x for x in map(json.loads, text.splitlines()) if x["request_id"] == request_id]
-        if len(found) >= count or time.monotonic() > deadline:
-            time.sleep(0.1)  # and nothing more arrives
-            text = path.read_text() if path.exists() else ""
-            return [x for x in map(json.loads, text.splitlines()) if x["request_id"] == request_id]
-        time.sleep(0.05)
-
-
 @pytest.mark.parametrize("marker", ["[fenced]", "[unfenced]"])
 @pytest.mark.parametrize("br", ["\n", "\r\n", "\r", "\u2028", "\x85"], ids=repr)
 def test_quoted_violated_line_cannot_downgrade_a_block_to_a_flag(gateway, guard_server, marker, br):
@@ -125,7 +112,7 @@ def test_quoted_violated_line_cannot_downgrade_a_block_to_a_flag(gateway, guard_
     prompts = guard_server.state.prompts[seen:]
     assert prompts and all(f"{br}| Violated: AUDIT" in conversation(p) for p in prompts)
     # ... and its answer did quote it after the verdict: the parser failed wide, so every policy fired.
-    (line,) = log_lines(log, err.response.headers["x-request-id"])
+    (line,) = request_lines(log, err.response.headers["x-request-id"])
     assert line["decision"] == "block" and line["guard"] == "rsafe"
     assert "AUDIT" in line["policies"] and err.param in line["policies"]
 
@@ -140,7 +127,7 @@ def test_own_answer_line_naming_the_flag_policy_is_honoured(gateway):
     assert r.http_request.url.path.endswith("/chat/completions")
     completion = r.parse()
     assert completion.choices[0].message.content == content
-    lines = log_lines(log, r.headers["x-request-id"], count=2)  # the question and the echoed reply
+    lines = request_lines(log, r.headers["x-request-id"], count=2)  # the question and the echoed reply
     assert sorted(x["direction"] for x in lines) == ["input", "output"]
     assert all(x["decision"] == "flag" and x["policies"] == ["AUDIT"] for x in lines)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import os
 import random
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -97,3 +98,20 @@ def read_lines(files: list[Path]) -> list[dict[str, Any]]:
         data = gzip.decompress(f.read_bytes()) if f.suffix == ".gz" else f.read_bytes()
         out += [orjson.loads(line) for line in data.splitlines() if line]
     return out
+
+
+def request_lines(path: Path, request_id: str, count: int = 1, wait_s: float = 5.0) -> list[dict[str, Any]]:
+    """The block-log lines of one request, read from a log a gateway writes in the background:
+    whole lines only (a line still being written is not parsed), once `count` are there (or
+    after `wait_s`), then once more after a short pause so that a line written late is seen."""
+
+    def read() -> list[dict[str, Any]]:
+        data = path.read_bytes() if path.exists() else b""
+        whole = data[: data.rfind(b"\n") + 1]
+        return [x for x in map(orjson.loads, whole.splitlines()) if x["request_id"] == request_id]
+
+    deadline = time.monotonic() + wait_s
+    while len(read()) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.1)
+    return read()
