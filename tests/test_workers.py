@@ -167,11 +167,17 @@ def test_block_log_on_a_shared_stdout_pipe_keeps_lines_whole(fake, tmp_path):
         with rsafe_server(*args, stdout=subprocess.PIPE, stderr=err) as (base, proc):
             reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.buffer.readline, b"")), daemon=True)
             reader.start()
-            texts = [f"line {i} forbidden-word {LONG * 3}" for i in range(80)]  # ~27 KB lines
-            answers = asyncio.run(_chat(base, texts))
+            texts: list[str] = []
+            answers: list[tuple[str, int]] = []
+            for round_ in range(25):  # until both workers have written (the kernel may favour one)
+                batch = [f"line {round_}.{i} forbidden-word {LONG * 3}" for i in range(40)]  # ~27 KB lines
+                texts += batch
+                answers += asyncio.run(_chat(base, batch))
+                if len({p for p, _ in answers}) == 2:
+                    break
             assert {s for _, s in answers} == {400} and len({p for p, _ in answers}) == 2
             deadline = time.monotonic() + 10
-            while len(lines) < 80 and time.monotonic() < deadline:
+            while len(lines) < len(texts) and time.monotonic() < deadline:
                 time.sleep(0.1)
     events = [json.loads(line) for line in lines]  # raises on an interleaved line
     assert sorted(e["content"] for e in events) == sorted(texts)
