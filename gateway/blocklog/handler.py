@@ -80,9 +80,13 @@ class SharedRotatingFileHandler(logging.Handler):
         self.path = Path(path)
         self.max_bytes = max_bytes
         self.backups = backups
-        self._lock_fd = os.open(self.path.parent / f".{self.path.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        self._lock_fd = -1
         self._fd = -1
         self._ino = -1
+        self._open()
+
+    def _open(self) -> None:
+        self._lock_fd = os.open(self.path.parent / f".{self.path.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
         with self._locked():
             self._reopen()
 
@@ -122,6 +126,8 @@ class SharedRotatingFileHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             data = (self.format(record) + "\n").encode("utf-8", "replace")
+            if self._lock_fd < 0:  # a line after close() (a request finishing during shutdown): reopen, as FileHandler does
+                self._open()
             with self._locked():
                 self._current()
                 if self.max_bytes > 0 and self.backups > 0:
