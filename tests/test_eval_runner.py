@@ -135,3 +135,24 @@ def test_cli_runs_a_registered_backend(tmp_path):
     assert result.exit_code == 0, result.output
     doc = json.loads((tmp_path / "o" / "eval.json").read_text())
     assert doc["files"]["d"]["f1"] == 1.0
+
+
+async def test_a_row_with_its_own_policies_is_judged_against_those(tmp_path):
+    """`policies` on a row replaces the file's for that row (the training demo draws them per
+    example); a malformed one skips the row; the per-category pass keeps the category policies."""
+    rows = [
+        {"id": "own", "prompt": "zebra here", "label": "unsafe", "task": "prompt", "categories": ["hate"],
+         "policies": [{"id": "zebra", "description": "Do not mention zebra."}]},
+        {"id": "file", "prompt": "zebra and bomb", "label": "unsafe", "task": "prompt"},
+        {"id": "bad", "prompt": "x", "label": "safe", "task": "prompt", "policies": [{"id": "no description"}]},
+        {"id": "empty", "prompt": "x", "label": "safe", "task": "prompt", "policies": []},
+    ]
+    (tmp_path / "own.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (f,), _ = load([tmp_path / "own.jsonl"])
+    assert [e.id for e in f.examples] == ["own", "file"] and f.skipped == 2
+    guard = WordGuard()
+    (run,) = await runner.run_all(guard, [f], POLICIES, CATEGORIES, concurrency=1, progress=False)
+    assert [o.violated for o in run.outcomes] == [["zebra"], ["bomb"]]  # the row's policy, then the file's
+    seen = [(r.content, tuple(p.id for p in r.policies)) for r in guard.requests]
+    assert ("zebra here", ("zebra",)) in seen and ("zebra and bomb", ("bomb",)) in seen
+    assert ("zebra here", ("hate", "sexual_minors")) in seen  # the category pass is not overridden

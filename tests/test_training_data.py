@@ -12,7 +12,7 @@ from guard.policies import Direction, Policy
 from guard.rsafe.parse import parse_output
 from guard.rsafe.prompt import build_prompt
 from guard.verdict import CheckRequest, Turn
-from training.demo.synthetic import heldout_blocks, make_split, split_things, write_eval_set
+from training.demo.synthetic import make_split, split_things, write_eval_set
 from training.rsafe.data import Example, MixConfig, build_examples, mix_table, normalize
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -88,33 +88,33 @@ def test_synthetic_heldout_policies_never_seen_in_training():
             assert any(f": {t} present." in e.reasoning for t in heldout_things)
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
 def test_synthetic_eval_set_renders_the_trained_prompts_through_the_eval_harness(tmp_path):
-    """`rsafe eval` on the written set asks the model exactly what the demo trained it on, and the
-    rows are the demo's own held-out examples (`heldout_blocks`), one policies.yaml per block."""
+    """`rsafe eval` on the written set asks the model exactly what the demo scores in-process: the
+    rows are the demo's own held-out examples, each judged against its own policies."""
     from guard.evaluation.data import read_file
     from guard.evaluation.runner import request_for
     from guard.policies import PolicySet
 
-    pairs = write_eval_set(tmp_path, 40, seed=3)
-    blocks = heldout_blocks(40, seed=3)
-    assert len(pairs) == len(blocks) == 2  # 25 + 15 rows
+    data_path = write_eval_set(tmp_path, 40, seed=3)
+    demo = make_split(40, seed=3, heldout=True)
+    file_policies = PolicySet.load(ROOT / "policies.yaml")  # what rsafe eval loads by default: the rows override it
     _, heldout_things = split_things()
-    labels: Counter = Counter()
-    for (policies_path, data_path), (drawn, examples) in zip(pairs, blocks, strict=True):
-        policy_set = PolicySet.load(policies_path)
-        cats = [(p.id, p.description) for p in policy_set.policies]
-        assert cats == [(pid, text) for pid, _, text in drawn]
-        assert 1 <= len(cats) <= 3 and all(text.rstrip(".").split()[-1] in heldout_things for _, text in cats)
-        rows = [json.loads(line) for line in data_path.read_text().splitlines()]
-        labels.update(r["label"] for r in rows)
-        for example, row, demo in zip(read_file(data_path).examples, rows, examples, strict=True):
-            served = build_prompt(request_for(example, policy_set))
-            assert served == demo.prompt and row["label"] == demo.label  # the demo scores this very prompt
-            forbidden_named = any(f"the {t}" in (row["response"] if row["task"] == "response" else row["prompt"])
-                                  for _, t, _ in drawn)
-            assert forbidden_named == (row["label"] == "unsafe")
-    assert labels == {"safe": 20, "unsafe": 20}
-    assert {json.loads(line)["task"] for p in pairs for line in p[1].read_text().splitlines()} == {"prompt", "response"}
+    rows = [json.loads(line) for line in data_path.read_text().splitlines()]
+    assert Counter(r["label"] for r in rows) == {"safe": 20, "unsafe": 20}
+    assert {r["task"] for r in rows} == {"prompt", "response"}
+    assert len({tuple(p["id"] for p in r["policies"]) for r in rows}) > 3  # policies drawn per row, as the demo draws them
+    for example, row, ex in zip(read_file(data_path).examples, rows, demo, strict=True):
+        request = request_for(example, file_policies)
+        assert [(p.id, p.description) for p in request.policies] == [(d["id"], d["description"]) for d in row["policies"]]
+        assert 1 <= len(row["policies"]) <= 3
+        assert all(d["description"].rstrip(".").split()[-1] in heldout_things for d in row["policies"])
+        assert build_prompt(request) == ex.prompt and row["label"] == ex.label  # the very prompt the demo scores
+        judged = row["response"] if row["task"] == "response" else row["prompt"]
+        forbidden_named = any(f"the {d['description'].rstrip('.').split()[-1]}" in judged for d in row["policies"])
+        assert forbidden_named == (row["label"] == "unsafe")
 
 
 def test_balanced_and_seeded(files):

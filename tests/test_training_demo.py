@@ -32,7 +32,7 @@ def test_demo_pipeline_end_to_end(tmp_path, capsys):
         assert (tmp_path / stage / "config.json").exists()
     served = result["rsafe_eval"]  # the exported model through `rsafe eval --guard rsafe`
     assert served["n"] == 8 and 0.0 <= served["f1"] <= 1.0 and 0 <= served["errors"] <= 8
-    assert (tmp_path / "export" / "rsafe_guard.json").exists() and (tmp_path / "eval" / "block0" / "eval.md").exists()
+    assert (tmp_path / "export" / "rsafe_guard.json").exists() and (tmp_path / "eval" / "eval.md").exists()
     shares = [result["grpo"]["heldout"][f"share_{k}"] for k in ("safe", "unsafe", "unreadable")]
     assert sum(shares) == pytest.approx(1.0)  # every held-out answer is one verdict or unreadable
     (window,) = result["grpo_rollouts"]  # one GRPO step: the monitor saw its 4 x 8 rollouts

@@ -31,7 +31,7 @@ def eval_command(
     guard: Annotated[str, typer.Option(help="guard backend name from the registry (embedded, rsafe, cascade, patterns)")] = "embedded",
     data: Annotated[Optional[list[Path]], typer.Option(help="JSONL file or folder of them (repeatable) [default: data/bench]")] = None,
     out: Annotated[Path, typer.Option(help="report folder (eval.json, eval.md, PNG charts)")] = Path("reports/eval"),
-    policies: Annotated[Path, typer.Option(help="policies file whose model-engine policies judge every row")] = ROOT / "policies.yaml",
+    policies: Annotated[Path, typer.Option(help="policies file whose model-engine policies judge every row (a row with its own `policies` is judged against those)")] = ROOT / "policies.yaml",
     category_policies: Annotated[Path, typer.Option(help="one policy per category, for files that carry `categories`")] = CATEGORY_POLICIES,
     limit: Annotated[Optional[int], typer.Option(help="at most this many rows per file (quick looks)")] = None,
     concurrency: Annotated[int, typer.Option(help="checks in flight at once (1 = per-item latency)")] = 1,
@@ -60,6 +60,9 @@ def eval_command(
     used = policies_used(policies, policy_set, engine)
     typer.echo(f"policies: {used['path']} (version {used['version']}, sha256 {used['sha256'][:16]}, "
                f"{len(used['ids'])} {engine} policies: {', '.join(used['ids'])})")
+    own = sum(1 for f in files for e in f.examples if e.policies)
+    if own:
+        typer.echo(f"{own} of {sum(len(f.examples) for f in files)} rows carry their own policies and are judged against those")
     options = dict(policy_set.settings.guard.options) if policy_set.settings.guard.backend == guard else {}
     for item in option or []:
         key, sep, value = item.partition("=")
@@ -84,6 +87,7 @@ def eval_command(
         "policies": str(policies),
         "policy_version": policy_set.version,
         "policies_used": used,
+        "rows_with_own_policies": own,
         "category_policies": None if cat_set is None else policies_used(category_policies, cat_set, engine),
         "concurrency": concurrency,
         "options": {k: str(v) for k, v in options.items()},

@@ -2,6 +2,11 @@
 
     {"id", "prompt", "response", "label": "safe"|"unsafe", "task": "prompt"|"response", "categories", "meta"}
 
+A row may carry its own policies, `"policies": [{"id": "S1", "description": "..."}, ...]`:
+that row is judged against those (as model-engine policies) instead of the policies file,
+so one file can hold examples judged under different policy sets (the training demo's
+held-out split draws its policies per example).
+
 A path is a file or a folder of `*.jsonl` files. Rows that are not in the
 schema (no label, unknown task, preference pairs) are skipped and counted, so
 pointing the harness at a whole data folder does not crash on a file it
@@ -23,6 +28,21 @@ class Example:
     unsafe: bool
     task: str  # "prompt" | "response"
     categories: tuple[str, ...] = ()
+    policies: tuple[tuple[str, str], ...] = ()  # the row's own (id, description) policies; () = the policies file
+
+
+def _row_policies(value: object) -> tuple[tuple[str, str], ...] | None:
+    """A row's `policies` as (id, description) pairs; None when malformed (the row is skipped)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not value:
+        return None
+    out = []
+    for item in value:
+        if not (isinstance(item, dict) and isinstance(item.get("id"), str) and isinstance(item.get("description"), str)):
+            return None
+        out.append((item["id"], item["description"]))
+    return tuple(out)
 
 
 @dataclass
@@ -71,6 +91,10 @@ def read_file(path: Path, limit: int | None = None) -> EvalFile | None:
             if task == "response" and not isinstance(row.get("response"), str):
                 skipped += 1
                 continue
+            policies = _row_policies(row.get("policies"))
+            if policies is None:
+                skipped += 1
+                continue
             examples.append(
                 Example(
                     id=str(row.get("id", n)),
@@ -79,6 +103,7 @@ def read_file(path: Path, limit: int | None = None) -> EvalFile | None:
                     unsafe=label == "unsafe",
                     task=task,
                     categories=tuple(row.get("categories") or ()),
+                    policies=policies,
                 )
             )
             if limit and len(examples) >= limit:

@@ -3,7 +3,8 @@
 Works for any backend: it only speaks the `Guard` protocol. Each row becomes a
 `CheckRequest` (prompt rows: the user turn, input direction; response rows: the
 user turn then the assistant turn, output direction) with the policies of the
-given policy file that use the model engine. A row counts as predicted unsafe
+given policy file that use the model engine (or the row's own policies, when it
+carries some: `guard.evaluation.data`). A row counts as predicted unsafe
 when any policy is violated. A check that fails (GuardFailure, timeout) counts as
 unsafe, which is what the gateway does by default (fail closed), and is counted
 in `errors` so a broken backend cannot hide behind good-looking numbers.
@@ -15,6 +16,7 @@ harness's own policies file) to score per-category detection.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +38,18 @@ def engine_for(backend: str) -> str:
     return "patterns" if backend == "patterns" else "model"
 
 
-def request_for(example: Example, policies: PolicySet, engine: str = "model") -> CheckRequest:
+@functools.lru_cache(maxsize=4096)
+def _row_policy_set(policies: tuple[tuple[str, str], ...]) -> PolicySet:
+    """A row's own policies as a policy set (model engine; validated like a policies file)."""
+    return PolicySet.from_dict({"version": 1, "policies": [{"id": pid, "description": text} for pid, text in policies]},
+                               source="<row policies>")
+
+
+def request_for(example: Example, policies: PolicySet, engine: str = "model", row_policies: bool = True) -> CheckRequest:
+    """The check for one row: against its own policies when it carries some (unless
+    `row_policies` is False: the per-category pass), else the file's."""
+    if example.policies and row_policies:
+        policies = _row_policy_set(example.policies)
     if example.task == "response":
         direction = Direction.OUTPUT
         conversation = (Turn("user", example.prompt), Turn("assistant", example.response or ""))
@@ -75,13 +88,13 @@ async def _check(guard: Guard, request: CheckRequest, timeout_s: float) -> Outco
     return Outcome(verdict.violated, {k: r.score for k, r in verdict.results.items()}, ms, verdict.truncated)
 
 
-async def run_examples(guard: Guard, examples: list[Example], policies: PolicySet, concurrency: int, timeout_s: float, bar: tqdm | None, engine: str = "model") -> list[Outcome]:
+async def run_examples(guard: Guard, examples: list[Example], policies: PolicySet, concurrency: int, timeout_s: float, bar: tqdm | None, engine: str = "model", row_policies: bool = True) -> list[Outcome]:
     out: list[Outcome | None] = [None] * len(examples)
     it = iter(enumerate(examples))
 
     async def worker() -> None:
         for i, example in it:
-            out[i] = await _check(guard, request_for(example, policies, engine), timeout_s)
+            out[i] = await _check(guard, request_for(example, policies, engine, row_policies), timeout_s)
             if bar is not None:
                 bar.update(1)
 
@@ -100,7 +113,8 @@ async def run_all(guard: Guard, files: list[EvalFile], policies: PolicySet, cate
             run = FileRun(f, await run_examples(guard, f.examples, policies, concurrency, timeout_s, bar, engine))
             run.seconds = time.perf_counter() - started
             if category_policies is not None and _categorized(f, cat_ids):
-                run.category_outcomes = await run_examples(guard, f.examples, category_policies, concurrency, timeout_s, bar, engine)
+                run.category_outcomes = await run_examples(guard, f.examples, category_policies, concurrency, timeout_s, bar, engine,
+                                                           row_policies=False)
             runs.append(run)
     return runs
 

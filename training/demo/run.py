@@ -124,31 +124,24 @@ def teacher_rows(examples: list[Example], samples: int, seed: int) -> list[dict[
 def export_and_eval(checkpoint: Path, workdir: Path, n: int, *, seed: int) -> dict[str, Any]:
     """Export the final model as a servable directory and score it with `rsafe eval --guard rsafe`.
 
-    The evaluation goes through the gateway's own path: policies.yaml -> the
-    RSafe prompt builder -> the `transformers` engine -> the parser, on the demo's
-    own held-out examples (`seed` is the held-out split's), one `rsafe eval` run per
-    block of examples that share a policies.yaml; the counts are pooled.
+    The evaluation goes through the gateway's own path: the RSafe prompt builder ->
+    the `transformers` engine -> the parser, on the demo's own held-out examples
+    (`seed` is the held-out split's), each row carrying its own policies.
     """
     from guard.evaluation.cli import eval_command
-    from guard.evaluation.metrics import Binary
     from training.demo.synthetic import write_eval_set
     from training.rsafe.export import export
 
     served = export(checkpoint, workdir / "export", base_model="tiny Qwen2 built from scratch (training.demo.tiny)",
                     stages=["SFT", "GRPO"], data=["synthetic policy-following task (training.demo.synthetic)"])
+    data = write_eval_set(workdir / "evalset", n, seed=seed)
     options = [f"model={served}", "engine=transformers", "max_tokens=64", "threads=1"]
-    counts, errors, commands = Binary(0, 0, 0, 0), 0, []
-    for k, (policies, data) in enumerate(write_eval_set(workdir / "evalset", n, seed=seed)):
-        out = workdir / "eval" / f"block{k}"
-        eval_command(guard="rsafe", data=[data], out=out, policies=policies, option=options,
-                     category_policies=None, limit=None, concurrency=16, timeout_s=300.0)
-        scores = json.loads((out / "eval.json").read_text())["files"]["heldout"]
-        counts = Binary(*(getattr(counts, f) + scores[f] for f in ("tp", "fp", "fn", "tn")))
-        errors += scores["errors"]
-        commands.append(f"rsafe eval --guard rsafe --policies {policies} --data {data} --out {out} "
-                        + " ".join(f"--option {o}" for o in options))
-    return {"export": str(served), "command": commands[0] + f"  (and {len(commands) - 1} more blocks)" * (len(commands) > 1),
-            "commands": commands, "f1": counts.f1, "errors": errors, "n": counts.n}
+    eval_command(guard="rsafe", data=[data], out=workdir / "eval", option=options,
+                 category_policies=None, limit=None, concurrency=16, timeout_s=300.0)
+    report = json.loads((workdir / "eval" / "eval.json").read_text())
+    scores = report["files"]["heldout"]
+    return {"export": str(served), "command": f"rsafe eval --guard rsafe --data {data} --out {workdir / 'eval'} "
+            + " ".join(f"--option {o}" for o in options), "f1": scores["f1"], "errors": scores["errors"], "n": scores["n"]}
 
 
 def build_base(cfg: DemoConfig, out: Path, *, log=print) -> dict[str, Any]:
@@ -185,7 +178,7 @@ def build_base(cfg: DemoConfig, out: Path, *, log=print) -> dict[str, Any]:
 def run_seed(seed: int, cfg: DemoConfig, workdir: Path, base: Path, *, evaluate_export: bool = False) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from training.demo.synthetic import heldout_blocks, make_split
+    from training.demo.synthetic import make_split
     from training.demo.tiny import freeze_rows
     from training.rsafe.grpo import train_grpo
     from training.rsafe.grpo_monitor import RolloutMonitor
@@ -194,7 +187,7 @@ def run_seed(seed: int, cfg: DemoConfig, workdir: Path, base: Path, *, evaluate_
     t0 = time.monotonic()
     sft_ex = make_split(cfg.sft_examples, seed=seed)
     grpo_ex = make_split(cfg.grpo_prompts, seed=seed + 100_000)
-    heldout = [e for _, block in heldout_blocks(cfg.eval_examples, seed=seed + 200_000) for e in block]  # rsafe eval's rows too
+    heldout = make_split(cfg.eval_examples, seed=seed + 200_000, heldout=True)  # rsafe eval scores these rows too
     indist = make_split(cfg.eval_examples, seed=seed + 300_000)
     model, tok = AutoModelForCausalLM.from_pretrained(base), AutoTokenizer.from_pretrained(base)
     if cfg.freeze_embeddings:  # the words the base model read keep its vectors: no per-word answers (docs/training.md)

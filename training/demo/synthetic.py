@@ -124,7 +124,7 @@ def sample_example(
     else:
         conversation = [("user", judged)]
     violated = tuple(sorted({by_thing[t] for t in mentioned if t in by_thing}, key=lambda p: int(p[1:])))
-    return make_example(
+    example = make_example(
         "output" if output else "input",
         conversation,
         categories,
@@ -133,6 +133,8 @@ def sample_example(
         source=source,
         reasoning=reasoning_for(mentioned, categories, forbidden),
     )
+    example.meta["policies"] = categories  # (id, text) in prompt order: write_eval_set hands them to rsafe eval
+    return example
 
 
 def make_split(n: int, *, seed: int, heldout: bool = False) -> list[Example]:
@@ -153,62 +155,29 @@ def make_split(n: int, *, seed: int, heldout: bool = False) -> list[Example]:
     ]
 
 
-HELDOUT_BLOCK = 25  # held-out examples per policy draw: one policies.yaml per block for `rsafe eval`
+def write_eval_set(out_dir: str | Path, n: int = 200, *, seed: int = 0) -> Path:
+    """The demo's own held-out examples, `make_split(n, seed=seed, heldout=True)`, as a
+    JSONL file for `rsafe eval` (`out_dir/heldout.jsonl`).
 
-
-def heldout_blocks(n: int, *, seed: int, block: int = HELDOUT_BLOCK) -> list[tuple[list[tuple[str, str, str]], list[Example]]]:
-    """`n` balanced held-out examples in blocks of `block` that share one policy draw.
-
-    Each block draws 1..3 policies over held-out things, as `make_split(heldout=True)`
-    draws them per example; sharing a draw per block lets `write_eval_set` hand the
-    very same examples to `rsafe eval`, which judges a file under one policies.yaml.
-    """
-    _, heldout_things = split_things()
-    rng = random.Random(seed)
-    blocks: list[tuple[list[tuple[str, str, str]], list[Example]]] = []
-    for i in range(n):
-        if i % block == 0:
-            blocks.append((draw_policies(rng, heldout_things, 3), []))
-        policies, examples = blocks[-1]
-        examples.append(sample_example(rng, heldout_things, THINGS, unsafe=i % 2 == 0, source="synthetic-heldout", policies=policies))
-    return blocks
-
-
-def write_eval_set(out_dir: str | Path, n: int = 200, *, seed: int = 0) -> list[tuple[Path, Path]]:
-    """The held-out examples of `heldout_blocks(n, seed=seed)` for `rsafe eval`: one
-    (policies.yaml, heldout.jsonl) pair per block, in `out_dir/blockK/`.
-
-    Each policies.yaml holds its block's policies (each forbids a held-out thing, never
-    forbidden in training); rows are in the shared schema (`task: prompt` for input
-    checks, `task: response` with the question as context for output checks), so the
-    gateway's own prompt builder renders exactly the prompts the demo model was
-    trained on, and the demo scores the same examples in-process.
+    Rows are in the shared schema (`task: prompt` for input checks, `task: response`
+    with the question as context for output checks) and each carries its own policies
+    (1..3, each forbidding a held-out thing, never forbidden in training), so the
+    gateway's own prompt builder renders exactly the prompt the demo scores in-process.
     """
     import json
 
-    import yaml
-
-    pairs = []
-    for k, (policies, examples) in enumerate(heldout_blocks(n, seed=seed)):
-        out = Path(out_dir) / f"block{k}"
-        out.mkdir(parents=True, exist_ok=True)
-        doc = {
-            "version": 1,
-            "policies": [{"id": pid, "description": text, "engine": "model"} for pid, _, text in policies],
-            "settings": {"guard": {"backend": "rsafe"}},
-        }
-        policies_path = out / "policies.yaml"
-        policies_path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-        rows = []
-        for i, e in enumerate(examples):
-            turns = e.meta["conversation"]
-            row = {"id": f"heldout-{k}-{i}", "label": e.label, "categories": [], "meta": {"violated": list(e.violated)}}
-            if e.direction == "output":
-                row |= {"task": "response", "prompt": turns[0][1], "response": turns[1][1]}
-            else:
-                row |= {"task": "prompt", "prompt": turns[0][1], "response": None}
-            rows.append(row)
-        data_path = out / "heldout.jsonl"
-        data_path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-        pairs.append((policies_path, data_path))
-    return pairs
+    rows = []
+    for i, e in enumerate(make_split(n, seed=seed, heldout=True)):
+        turns = e.meta["conversation"]
+        policies = [{"id": pid, "description": text} for pid, text in e.meta["policies"]]
+        row = {"id": f"heldout-{i}", "label": e.label, "categories": [], "policies": policies, "meta": {"violated": list(e.violated)}}
+        if e.direction == "output":
+            row |= {"task": "response", "prompt": turns[0][1], "response": turns[1][1]}
+        else:
+            row |= {"task": "prompt", "prompt": turns[0][1], "response": None}
+        rows.append(row)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data_path = out / "heldout.jsonl"
+    data_path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return data_path
