@@ -10,6 +10,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.settings import Settings
+from tests.fakes.blocklogs import request_lines, whole_lines
 from tests.fakes.guard import ScriptedGuard
 from tests.servers import serve
 
@@ -33,10 +34,9 @@ def client(gateway):
     return openai.OpenAI(base_url=gateway[0] + "/v1", api_key="client-key", max_retries=0)
 
 
-def log_lines(path, request_id=None):
-    time.sleep(0.05)  # the block log is written by a background thread
-    lines = [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
-    return [x for x in lines if request_id is None or x["request_id"] == request_id]
+def log_lines(path, request_id):
+    """The request's block-log lines, waited for: a background thread writes them."""
+    return request_lines(path, request_id)
 
 
 def test_allowed_roundtrip_sync(client):
@@ -113,7 +113,7 @@ def test_redact_both_directions(client, fake, gateway):
     lines = log_lines(gateway[1], raw.headers["x-request-id"])
     assert [(x["direction"], x["decision"]) for x in lines] == [("input", "rewrite")]  # the reply was already clean
     # the content itself never reaches the log (only the fake's model name carries the secret here)
-    assert all(SECRET not in json.dumps({k: v for k, v in x.items() if k != "model"}) for x in log_lines(gateway[1]))
+    assert all(SECRET not in json.dumps({k: v for k, v in x.items() if k != "model"}) for x in whole_lines(gateway[1]))
 
 
 def test_streamed_tool_call_checked(client):

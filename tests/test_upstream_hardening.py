@@ -25,6 +25,7 @@ from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.upstream import Upstream
 from tests.conftest import TEST_POLICIES
+from tests.fakes.blocklogs import request_lines
 from tests.fakes.guard import ScriptedGuard
 from tests.fakes.keepalive import KeepAliveUpstream
 from tests.servers import serve
@@ -64,10 +65,6 @@ def client_for(url: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=url + "/v1", api_key="client-key", max_retries=0)
 
 
-def log_lines(path, request_id):
-    time.sleep(0.1)  # the block log is written by a background thread
-    lines = [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
-    return [x for x in lines if x["request_id"] == request_id]
 
 
 def quoted(text: str) -> str:
@@ -99,7 +96,7 @@ def test_cut_chat_stream_releases_checked_text_then_raises(gateway, model):
     assert error.code == "upstream_stream_cut" and error.type == "upstream_error"
     assert got == REPLY, "the held-back text passed its final check and was released"
     assert finish is None
-    (line,) = [x for x in log_lines(gateway[1], raw.headers["x-request-id"]) if x["event"] == "upstream_stream_cut"]
+    (line,) = [x for x in request_lines(gateway[1], raw.headers["x-request-id"]) if x["event"] == "upstream_stream_cut"]
     assert line["decision"] == "error" and line["direction"] == "output"
     assert line["error"].startswith("upstream_stream_cut: the upstream stream")
 
@@ -111,7 +108,7 @@ def test_cut_stream_tail_is_judged_not_dropped(gateway):
     got, finish, error = _read_chat(raw.parse())
     assert finish == "content_filter" and error is None  # the final check blocked what was held
     assert "VIOLATE" not in got and text.startswith(got.removesuffix("Blocked by VIOLENCE."))
-    lines = log_lines(gateway[1], raw.headers["x-request-id"])
+    lines = request_lines(gateway[1], raw.headers["x-request-id"], count=2)
     assert any(x["decision"] == "block" and x["policies"] == ["VIOLENCE"] for x in lines)
     assert any(x["event"] == "upstream_stream_cut" for x in lines)
 

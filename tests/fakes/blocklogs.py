@@ -100,15 +100,19 @@ def read_lines(files: list[Path]) -> list[dict[str, Any]]:
     return out
 
 
+def whole_lines(path: Path) -> list[dict[str, Any]]:
+    """Every whole line of a block log a gateway may still be writing (a line being written is not parsed)."""
+    data = path.read_bytes() if path.exists() else b""
+    return list(map(orjson.loads, data[: data.rfind(b"\n") + 1].splitlines()))
+
+
 def request_lines(path: Path, request_id: str, count: int = 1, wait_s: float = 5.0) -> list[dict[str, Any]]:
     """The block-log lines of one request, read from a log a gateway writes in the background:
     whole lines only (a line still being written is not parsed), once `count` are there (or
     after `wait_s`), then once more after a short pause so that a line written late is seen."""
 
     def read() -> list[dict[str, Any]]:
-        data = path.read_bytes() if path.exists() else b""
-        whole = data[: data.rfind(b"\n") + 1]
-        return [x for x in map(orjson.loads, whole.splitlines()) if x["request_id"] == request_id]
+        return [x for x in whole_lines(path) if x["request_id"] == request_id]
 
     deadline = time.monotonic() + wait_s
     while len(read()) < count and time.monotonic() < deadline:
