@@ -17,7 +17,7 @@ from guard.errors import GuardConfigError
 from guard.policies import Direction, PolicySet
 from guard.registry import build_guard
 from guard.verdict import CheckRequest, PolicyResult, Turn
-from training.embedded import synth
+from training.embedded import synth, synth_hazards, topics
 from training.embedded.data import Item, PolicyText, build_mix, policy_pool
 from training.embedded.train import label_matrix
 from training.embedded.train import main as train_main
@@ -79,6 +79,52 @@ def test_synthetic_sets_keep_the_everyday_benchmark_out():
     attacks = synth.attacks(0)
     assert {r["label"] for r in attacks} == {0, 1}
     assert all(r.get("attack") for r in attacks if r["label"] == 1)
+
+
+def test_hazard_rows_stay_away_from_the_suite_and_benchmarks():
+    rows = synth_hazards.hazards(0)
+    assert {g for r in rows for g in r.get("groups", ())} >= {"S1", "S5", "S8", "S9", "S10", "S13", "S14"}
+    assert sum(r["label"] == 0 for r in rows) > 150  # benign look-alikes on the same topics
+    held = synth_hazards.held_out_texts()
+    assert any("sarin" in t for t in held) and any("Thanks" in t for t in held)  # suite cases and benchmark texts
+    held_tokens = [synth_hazards._tokens(t) for t in held]
+    assert not any(synth_hazards.too_close(r["text"], held_tokens) for r in rows)
+    assert not {t.lower() for t in held} & {r["text"].lower() for r in rows}
+    assert not any(h.lower() in r["text"].lower() for r in rows for h in synth_hazards.HELD_OUT)
+    assert synth_hazards.too_close("How do I register to vote in Ohio?", held_tokens)  # the filter does bite
+
+
+def test_label_matrix_hazard_rows_are_positives_of_their_policy_only():
+    pool = [PolicyText("violent crimes", "S1", "full"), PolicyText("sex crimes", "S4", "full"),
+            PolicyText("defamation", "S5", "full"), PolicyText("fraud", "aart:fraud", "v0"),
+            PolicyText("anything harmful", "generic", "g0")]
+    e = torch.eye(5)
+    items = [Item("say the mayor abused kids", 1, "synth_hazard", groups=("S5",)),
+             Item("make nerve gas", 1, "synth_hazard+as_reply", "how?", groups=("S5",), maybe=("S1",)),
+             Item("say the mayor abused kids", 1, "aart.jsonl")]
+    base_items = torch.stack([e[1], e[1], e[1]])  # zero-shot nearest: S4, which is wrong for an invented accusation
+    y = label_matrix(items, pool, base_items, torch.zeros(3, 5), torch.eye(5), ["S1", "S4", "S5"])
+    assert y[0].tolist()[:3] == [0, 0, 1] and y[0, 4] == 1
+    assert y[1].tolist()[:3] == [-1, 0, 1]  # `maybe`: left unlabelled
+    assert y[2].tolist()[:3] == [0, 1, 0]  # any other source: the zero-shot guess (what the hazard rows correct)
+
+
+def test_topic_policies_keep_the_benchmark_subjects_out_and_label_benign_rows():
+    assert len(topics.wordings()) >= 12 and all(len(v) >= 3 for v in topics.wordings().values())
+    assert topics.subjects_of("Give me a recipe for banana bread.") == ("topic:cooking",)
+    assert topics.subjects_of("Hello!") == ()
+    for held in ("Write a function to compute Fibonacci numbers in Go.", "Should I buy Tesla stock right now?",
+                 "Who should I vote for in the next presidential election?", "What dose of melatonin should I take to sleep?"):
+        assert topics.subjects_of(held) == ()  # the custom-policy benchmark's subjects are not trained on
+    pool = [PolicyText("violent crimes", "S1", "full"), PolicyText("no cooking", "topic:cooking", "v0"),
+            PolicyText("no travel", "topic:travel", "v0"), PolicyText("anything harmful", "generic", "g0")]
+    items = [Item("Give me a recipe for banana bread please", 0, "topic_alpaca", groups=("topic:cooking",)),
+             Item("Explain the difference between these two words", 0, "alpaca_benign.jsonl"),
+             Item("Thanks!", 0, "synth_everyday")]
+    y = label_matrix(items, pool, torch.zeros(3, 4), torch.zeros(3, 4), torch.eye(4), ["S1"])
+    assert y[0].tolist() == [0, 1, 0, 0]  # its subject's policy fires, nothing else does
+    assert y[1].tolist() == [0, -1, -1, 0]  # no keyword is no evidence it is off every subject
+    assert y[2].tolist() == [0, 0, 0, 0]  # a short acknowledgement is about no subject
 
 
 def test_examples_rule_matches_near_an_unsafe_example_and_gates_the_head():

@@ -44,7 +44,7 @@ from pathlib import Path
 
 from guard.policies import Policy, PolicySet
 from training.embedded import policies as ep
-from training.embedded import synth
+from training.embedded import synth, synth_hazards, topics
 
 NEAR, FAR = 0.04, 0.10
 CAT_FAR = 0.55  # category wordings less similar than this are "other categories"
@@ -53,7 +53,7 @@ CAT_FAR = 0.55  # category wordings less similar than this are "other categories
 NO_ATTACK_SOURCES = {
     "advbench.jsonl", "refusal_harmful_train.jsonl", "do_not_answer.jsonl", "aart.jsonl", "catqa.jsonl",
     "davidson_hate_offensive.jsonl", "bias_madlibs.jsonl", "convabuse_train.jsonl", "safety_tuned_llamas_instructions.jsonl",
-    "cyber_interpreter_malicious.jsonl", "synth_everyday", "safetext.jsonl", "diasafety_train.jsonl",
+    "cyber_interpreter_malicious.jsonl", "synth_everyday", "synth_hazard", "safetext.jsonl", "diasafety_train.jsonl",
 }
 
 DNA_POLICIES = ep.DNA_POLICIES  # re-exported for older callers
@@ -71,6 +71,7 @@ class Item:
     pair_role: str = ""  # "chosen" | "rejected"
     groups: tuple[str, ...] = ()  # fine-grained policy groups this row is a positive of
     attack: bool = False  # a prompt attack (jailbreak framing / injection)
+    maybe: tuple[str, ...] = ()  # defaults left unlabelled for a row whose `groups` name its S policies (synth_hazards)
 
 
 @dataclass
@@ -166,7 +167,7 @@ def _davidson(rows: list[dict]) -> list[dict]:
 
 
 def build_mix(data_dir: Path, seed: int, alpaca: int = 3000, hh_pairs: int = 1200, val_frac: float = 0.15,
-              limit: int | None = None, synthetic: bool = True) -> Mix:
+              limit: int | None = None, synthetic: bool = True, topic_rows: int = 120) -> Mix:
     """Read train/ (+ the synthetic sets) and split every source into train/val with the seed."""
     rng = random.Random(seed)
     mix = Mix()
@@ -192,10 +193,19 @@ def build_mix(data_dir: Path, seed: int, alpaca: int = 3000, hh_pairs: int = 120
                 items.append(Item(row["prompt"] or "", label, name, categories=cats, groups=groups, attack=attack))
         items = [it for it in items if it.text.strip()]
         _split(items, val_frac, mix)
+    if topic_rows:  # benign prompts about everyday subjects, positives of topic policies (topics.py)
+        have = {it.text for it in mix.train + mix.val}
+        items = [Item(r["text"], 0, "topic_alpaca", groups=tuple(r["groups"]))
+                 for r in topics.topic_rows(data_dir, seed, have, per_subject=topic_rows)][: limit or None]
+        _split(items, val_frac, mix)
+    for it in mix.train + mix.val:  # any benign prompt on a subject is a positive of its topic policies
+        if it.label == 0 and not it.groups and not it.context:
+            it.groups = topics.subjects_of(it.text)
     if synthetic:
-        for source, rows in (("synth_everyday", synth.everyday(seed)), ("synth_attack", synth.attacks(seed))):
+        for source, rows in (("synth_everyday", synth.everyday(seed)), ("synth_attack", synth.attacks(seed)),
+                             ("synth_hazard", synth_hazards.hazards(seed))):
             items = [Item(r["text"], r["label"], source, r.get("context", ""), groups=tuple(r.get("groups", ())),
-                          attack=bool(r.get("attack"))) for r in rows][: limit or None]
+                          attack=bool(r.get("attack")), maybe=tuple(r.get("maybe", ()))) for r in rows][: limit or None]
             random.Random(seed + 7).shuffle(items)
             _split(items, val_frac, mix)
     hh = data_dir / "hh_rlhf_harmless_pairs.jsonl"
@@ -241,7 +251,7 @@ def augment_outputs(items: list[Item], seed: int, share: float = 0.5) -> list[It
         if it.context or it.label < 0 or it.attack or rng.random() > share:
             continue
         ctx = rng.choice(harmful_ctx if it.label == 1 else benign_ctx)
-        out.append(Item(it.text, it.label, it.source + "+as_reply", ctx, it.categories, groups=it.groups))
+        out.append(Item(it.text, it.label, it.source + "+as_reply", ctx, it.categories, groups=it.groups, maybe=it.maybe))
     return out
 
 
@@ -260,13 +270,16 @@ def policy_pool(defaults: PolicySet, items: list[Item] | None = None, seed: int 
     for group, texts in ep.fine_grained().items():
         for i, text in enumerate(texts):
             pool.append(PolicyText(text, group, f"v{i}"))
+    for group, texts in topics.wordings().items():
+        for i, text in enumerate(texts):
+            pool.append(PolicyText(text, group, f"v{i}"))
     for i, text in enumerate(ep.GENERIC_POLICIES):
         pool.append(PolicyText(text, "generic", f"g{i}"))
     if items:  # policies written with examples, in Policy.text's format
         rng = random.Random(seed + 3)
         by_group: dict[str, list[str]] = {}
         for it in items:
-            if it.label == 1 and not it.context:
+            if (it.label == 1 or it.source == "topic_alpaca") and not it.context:
                 for g in it.groups:
                     by_group.setdefault(g, []).append(it.text[:200])
         seen = {p.group: p.text for p in pool if p.variant in ("v0", "full")}

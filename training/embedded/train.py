@@ -70,11 +70,17 @@ def label_matrix(items: list[Item], pool, base_items: torch.Tensor, base_ctx: to
     y = torch.full((len(items), len(pool)), -1, dtype=torch.int8)
     attack_col = torch.tensor([g == "PROMPT_ATTACK" for g in groups])
     generic_col = torch.tensor([g == "generic" for g in groups])
+    topic_col = torch.tensor([g.startswith("topic:") for g in groups])
     for i, it in enumerate(items):
         if it.label < 0:
             continue
-        if it.label == 0:
+        if it.label == 0:  # benign: a negative everywhere, but on topic columns only where it has a subject (topics.py)
             y[i] = 0
+            mine_t = torch.tensor([g in it.groups for g in groups])
+            if mine_t.any():
+                y[i, mine_t] = 1
+            elif len(it.text.split()) > 4:  # a greeting or "OK" is about no subject; a longer text may be
+                y[i, topic_col] = -1
             continue
         if it.attack:
             y[i, attack_col] = 1
@@ -92,6 +98,11 @@ def label_matrix(items: list[Item], pool, base_items: torch.Tensor, base_ctx: to
             fg_lab = torch.where(item_fg[i] < top_fg - 0.15, 0, -1).to(torch.int8)
         top = float(sims.max())
         s_lab = torch.where(sims >= top - NEAR, 1, torch.where(sims < top - FAR, 0, -1)).to(torch.int8)
+        if it.source.startswith("synth_hazard"):  # written for its S policies: the only positives, the rest negatives
+            s_lab[:] = 0
+            for g in it.maybe:
+                if g in s_ids:
+                    s_lab[s_ids.index(g)] = -1
         for g in it.groups:
             if g in s_ids:
                 s_lab[s_ids.index(g)] = 1
