@@ -4,6 +4,7 @@ Real servers on loopback (the gateway, the scripted fake upstream), the official
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import httpx
@@ -33,18 +34,36 @@ routes:
 @pytest.fixture(scope="module")
 def gateway(fake, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("input-mode")
-    policies = TEST_POLICIES.replace("timeout_s: 0.5", "timeout_s: 5")  # the check below takes 1 s
+    policies = TEST_POLICIES.replace("timeout_s: 0.5", "timeout_s: 20")  # checks below wait up to 15 s
     assert policies != TEST_POLICIES
     (tmp / "policies.yaml").write_text(policies + NEVER_UPSTREAM)  # settings.input_mode: concurrent
     settings = Settings(policies=tmp / "policies.yaml", upstream=fake.state.url + "/v1", block_log=tmp / "b.jsonl")
-    # the check takes 1 s: time for a concurrent upstream call to arrive, even on a loaded machine
-    with serve(create_app(settings, guard=ScriptedGuard(delay=1.0))) as url:
+    with serve(create_app(settings, guard=UpstreamWaitingGuard(fake))) as url:
         yield url
 
 
 @pytest.fixture
 def client(gateway):
     return openai.OpenAI(base_url=gateway + "/v1", api_key="k", max_retries=0)
+
+
+class UpstreamWaitingGuard(ScriptedGuard):
+    """Takes 1 s per check; on a text with `WAIT_UPSTREAM <marker>` it holds its verdict until the
+    fake upstream has received that marker (at most 15 s). So the concurrent-mode control does not
+    hang on timing: the upstream call, if it is made during the check, always arrives before the
+    block, however loaded the machine is; if it is never made, the check ends after 15 s and the
+    test fails."""
+
+    def __init__(self, fake) -> None:
+        super().__init__(delay=1.0)
+        self.fake = fake
+
+    async def _check(self, request):
+        _, found, rest = request.content.partition("WAIT_UPSTREAM ")
+        deadline = time.monotonic() + 15
+        while found and not _seen(self.fake, rest.split()[0]) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return await super()._check(request)
 
 
 def _seen(fake, marker: str) -> bool:
@@ -77,10 +96,7 @@ def test_where_a_route_disables_it_the_upstream_is_called_concurrently(client, f
     """The control: the same block on a model whose route disables the before-policy runs the
     default concurrent mode, so the upstream call had started (and was cancelled)."""
     marker = f"concurrent-{time.time_ns()}"
-    _blocked(client, "slow-public", f"VIOLATE:VIOLENCE {marker}")
-    deadline = time.time() + 3
-    while not _seen(fake, marker) and time.time() < deadline:
-        time.sleep(0.05)
+    _blocked(client, "slow-public", f"VIOLATE:VIOLENCE WAIT_UPSTREAM {marker}")
     assert _seen(fake, marker), "concurrent mode starts the upstream call during the check"
 
 
