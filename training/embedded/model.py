@@ -128,6 +128,7 @@ class TopLayers:
     def __init__(self, encoder: Encoder, k: int) -> None:
         self.model = encoder.model
         self.k = k
+        self.bf16 = cpu_has_bf16()
         self.layers = self.model.encoder.layer[N_LAYERS - k :] if k else torch.nn.ModuleList()
         for p in self.layers.parameters():
             p.requires_grad_(True)
@@ -141,7 +142,9 @@ class TopLayers:
             m = mask.unsqueeze(-1).float()
             last = (h.float() * m).sum(1) / m.sum(1).clamp(min=1.0)
             return torch.cat([F.normalize(last, dim=-1), mid.float()], dim=-1)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_has_bf16()):
+        if not self.bf16:
+            h = h.float()  # the cache stores bf16; without autocast the fp32 layers need fp32 input
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
             ext, _ = self.model._create_attention_masks(attention_mask=mask, encoder_attention_mask=None, embedding_output=h,
                                                         encoder_hidden_states=None, cache=None)
             x = h
