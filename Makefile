@@ -60,7 +60,7 @@ train-demo: $(VENV)/.test-installed
 	$(BIN)/python -m training.demo
 
 # Trains the embedded guard's head on the frozen encoder, then calibrates the examples rule
-# (about 15 min on the 2-core VM: docs/models/embedded.md); writes guard/embedded/weights/.
+# (about 30 min cold on the 2-core VM: docs/models/embedded.md); writes guard/embedded/weights/.
 # The opt-in fine-tuned variant (guard/embedded/weights_issue15/): train-embedded-tuned.
 train-embedded: $(VENV)/.test-installed
 	$(BIN)/python -m training.embedded --data ../shared/data/train --out guard/embedded/weights --seed 0
