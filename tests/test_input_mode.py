@@ -5,6 +5,8 @@ Real servers on loopback (the gateway, the scripted fake upstream), the official
 from __future__ import annotations
 
 import asyncio
+import random
+import string
 import time
 
 import httpx
@@ -66,6 +68,13 @@ class UpstreamWaitingGuard(ScriptedGuard):
         return await super()._check(request)
 
 
+def _marker(kind: str) -> str:
+    """A unique marker with no digits: a run of 13-19 digits can pass the Luhn check, and the
+    SECRETS policy then redacts it as a card number before the upstream sees it (this test failed
+    in CI twice on exactly that, with time_ns() markers)."""
+    return f"{kind}-" + "".join(random.choices(string.ascii_lowercase, k=16))
+
+
 def _seen(fake, marker: str) -> bool:
     return any(marker in str(call["body"]) for call in fake.state.calls)
 
@@ -77,7 +86,7 @@ def _blocked(client, model: str, text: str) -> openai.BadRequestError:
 
 
 def test_a_before_policy_blocks_before_the_upstream_sees_anything(client, fake):
-    marker = f"record-{time.time_ns()}"
+    marker = _marker("record")
     err = _blocked(client, "slow", f"VIOLATE:NEVER_UPSTREAM {marker}")
     assert err.code == "content_filter" and err.param == "NEVER_UPSTREAM"
     time.sleep(0.5)  # time for a concurrent call to have arrived, had one been made
@@ -86,7 +95,7 @@ def test_a_before_policy_blocks_before_the_upstream_sees_anything(client, fake):
 
 def test_every_request_it_covers_is_checked_first(client, fake):
     """Not only the before-policy's own blocks: while it is active, the whole check comes first."""
-    marker = f"violent-{time.time_ns()}"
+    marker = _marker("violent")
     _blocked(client, "slow", f"VIOLATE:VIOLENCE {marker}")
     time.sleep(0.5)
     assert not _seen(fake, marker)
@@ -95,7 +104,7 @@ def test_every_request_it_covers_is_checked_first(client, fake):
 def test_where_a_route_disables_it_the_upstream_is_called_concurrently(client, fake):
     """The control: the same block on a model whose route disables the before-policy runs the
     default concurrent mode, so the upstream call had started (and was cancelled)."""
-    marker = f"concurrent-{time.time_ns()}"
+    marker = _marker("concurrent")
     _blocked(client, "slow-public", f"VIOLATE:VIOLENCE WAIT_UPSTREAM {marker}")
     assert _seen(fake, marker), "concurrent mode starts the upstream call during the check"
 
