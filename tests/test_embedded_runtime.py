@@ -47,6 +47,19 @@ def test_bf16_features_match_fp32(encoders):
     assert cos.min() > 0.995, cos
 
 
+def test_bf16_weights_are_stored_once_and_compute_what_autocast_did(encoders):
+    """The bf16 path keeps its linear weights in bf16 (no per-call cast) and computes exactly
+    what autocast over fp32 weights computes: the same bits."""
+    fp32, bf16 = encoders
+    dense = bf16.net.encoder.layer[0].intermediate.dense
+    assert dense.weight.dtype == torch.bfloat16
+    assert bf16.net.embeddings.word_embeddings.weight.dtype == torch.float32
+    autocast_only = Encoder(precision="fp32")
+    autocast_only.bf16 = True  # autocast on, weights left in fp32 (cast on every call)
+    enc = fp32.tokenize(SAMPLE, sentences=True)
+    assert torch.equal(autocast_only.features(enc), bf16.features(enc))
+
+
 async def test_bf16_decisions_match_fp32(policies):
     """Same decisions on the sample, scores within 0.05 (bf16 rounding moves a probability a little)."""
     pol = model_policies(policies)
