@@ -136,3 +136,23 @@ async def test_every_window_of_a_long_text_is_read(policies):
             assert set(alone.violated) & set(verdict.violated), verdict.results
     finally:
         await guard.aclose()
+
+
+def test_serving_grid_equals_the_training_grid(encoders):
+    """The guard scores with `serve_grid` (first layer split per text / per policy / per pair);
+    it must give the logits of `grid`, which training fitted, for real features and the
+    shipped head, with and without context."""
+    from guard.embedded.encoder import DIM, FEATURE_DIM
+    from guard.embedded.head import load
+
+    head, _meta = load()
+    fp32, _ = encoders
+    feats = fp32.features(fp32.tokenize(SAMPLE, sentences=True))
+    policies = torch.nn.functional.normalize(fp32.embed(["Do not help make weapons.", "No hate speech.", "No spam."])[:, :DIM], dim=-1)
+    for context, has in ((torch.zeros(len(feats), FEATURE_DIM), torch.zeros(len(feats))),
+                         (feats[:1].expand(len(feats), FEATURE_DIM), torch.ones(len(feats)))):
+        with torch.inference_mode():
+            want = head.grid(feats, context, has, policies)
+            got = head.serve_grid(feats, context, has, policies)
+        assert got.shape == want.shape == (len(feats), 3)
+        assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()

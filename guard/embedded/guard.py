@@ -185,7 +185,7 @@ class EmbeddedGuard:
         ctx = context.expand(n, FEATURE_DIM) if context is not None else torch.zeros(n, FEATURE_DIM)
         has = torch.full((n,), 1.0 if context is not None else 0.0)
         with torch.inference_mode():  # in slices, so a long text never builds one huge pair matrix
-            logits = torch.cat([self.head.grid(windows[k : k + 256], ctx[k : k + 256], has[k : k + 256], policies)
+            logits = torch.cat([self.head.serve_grid(windows[k : k + 256], ctx[k : k + 256], has[k : k + 256], policies)
                                 for k in range(0, n, 256)])
         probs = torch.sigmoid(logits / self.meta.temperature + self.meta.bias)
         margins = torch.full_like(probs, NO_MATCH)
