@@ -17,7 +17,7 @@ from guard.errors import GuardConfigError
 from guard.policies import Direction, PolicySet
 from guard.registry import build_guard
 from guard.verdict import CheckRequest, PolicyResult, Turn
-from training.embedded import synth, synth_hazards, topics
+from training.embedded import synth, synth_crimes, synth_hazards, topics
 from training.embedded.data import Item, PolicyText, build_mix, policy_pool
 from training.embedded.train import label_matrix
 from training.embedded.train import main as train_main
@@ -83,7 +83,10 @@ def test_synthetic_sets_keep_the_everyday_benchmark_out():
 
 def test_hazard_rows_stay_away_from_the_suite_and_benchmarks():
     rows = synth_hazards.hazards(0)
-    assert {g for r in rows for g in r.get("groups", ())} >= {"S1", "S5", "S8", "S9", "S10", "S13", "S14"}
+    assert {g for r in rows for g in r.get("groups", ())} >= {"S1", "S2", "S5", "S8", "S9", "S10", "S13", "S14"}
+    # synth_crimes: assault plans as replies after an angry user turn, with calm replies to the same turns
+    assert sum(r["label"] == 1 and bool(r["context"]) and "S1" in r["groups"] for r in rows) >= 20
+    assert any(r["label"] == 0 and r["context"] in synth_crimes.ANGRY for r in rows)
     assert sum(r["label"] == 0 for r in rows) > 150  # benign look-alikes on the same topics
     held = synth_hazards.held_out_texts()
     assert any("sarin" in t for t in held) and any("Thanks" in t for t in held)  # suite cases and benchmark texts

@@ -10,8 +10,8 @@ The mix (all from `../shared/data/train`, never from bench/; every cap is a seed
   ConvAbuse, Davidson (all 1430 hate rows, 800 "offensive", 1000 neither), bias madlibs
   (600), safety-tuned-llamas instructions (600; noisy, some harmless).
 - responses (output direction, judged with their user turn as context):
-  refusal_completions (1500 of 2365), DiaSafety (2500 of 9043; 5 context-sensitive types), GPTFuzz
-  replies (1500 of 4232; jailbroken vs refusing), SafeText (dangerous advice),
+  refusal_completions (all 2365), DiaSafety (2500 of 9043; 5 context-sensitive types), GPTFuzz
+  replies (all 4232; jailbroken vs refusing), SafeText (dangerous advice),
   safety-tuned-llamas refusals (600, safe).
 - synthetic, written for this project (`training/embedded/synth.py`): everyday benign
   traffic in both directions (greetings, thanks, "OK", routine requests, help-seeking,
@@ -118,9 +118,9 @@ SPEC = [
     ("davidson_hate_offensive.jsonl", "davidson"),
     ("bias_madlibs.jsonl", 600),
     ("safety_tuned_llamas_instructions.jsonl", 600),
-    ("refusal_completions.jsonl", 1500),
+    ("refusal_completions.jsonl", None),
     ("diasafety_train.jsonl", 2500),
-    ("gptfuzz_responses_train.jsonl", 1500),
+    ("gptfuzz_responses_train.jsonl", None),
     ("safetext.jsonl", None),
     ("safety_tuned_llamas_refusals.jsonl", 600),
 ]

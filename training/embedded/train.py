@@ -18,7 +18,7 @@ What it does, in order (data mix and labels: `training/embedded/data.py`; policy
 4. Fit temperature and bias on the validation pairs; per direction, the default
    threshold is the larger of the F1-optimal one and the one that blocks at most
    `--target-fpr` of the routine benign validation rows of that direction (all safe rows but
-   those of the toxicity / context-sensitivity sets in HARD_BENIGN, reported separately).
+   those of the toxicity / context-sensitivity / adversarial sets in HARD_BENIGN, reported separately).
 5. Save head.safetensors (fp16), meta.json and, with --tune-layers, encoder.safetensors (tuned layers only,
    fp16). `make train-embedded` then calibrates the examples rule and writes its bank
    (`python -m training.embedded.examples`), which updates meta.json.
@@ -154,9 +154,23 @@ def length_batches(lengths: list[int], size: int, gen: torch.Generator) -> list[
     return [batches[i] for i in order.tolist()]
 
 
-# benign rows of toxicity / context-sensitivity data (tweets with profanity, abuse-corpus chit-chat,
-# DiaSafety's safe replies to provocative turns): reported, but the target FPR is set on routine traffic
-HARD_BENIGN = {"davidson_hate_offensive.jsonl", "convabuse_train.jsonl", "diasafety_train.jsonl", "bias_madlibs.jsonl"}
+# benign rows of toxicity / context-sensitivity / adversarial data (tweets with profanity, abuse-corpus
+# chit-chat, DiaSafety's safe replies to provocative turns, GPTFuzz's safe replies to jailbreak templates,
+# SafeText's advice on risky situations, WildGuard's adversarial-benign prompts): reported, but the target
+# FPR is set on routine traffic. With GPTFuzz and SafeText counted as routine the output threshold sat at
+# 0.69 (val F1 0.52) where the F1-optimal one was 0.16 (0.69), and the guard missed most harmful replies.
+HARD_BENIGN = {"davidson_hate_offensive.jsonl", "convabuse_train.jsonl", "diasafety_train.jsonl", "bias_madlibs.jsonl",
+               "gptfuzz_responses_train.jsonl", "safetext.jsonl", "guardreasoner_train_sample.jsonl"}
+
+
+def _fpr_by_source(val, prob, benign, t: float) -> dict:
+    """Share of each source's benign validation rows at or above the threshold (where false alarms come from)."""
+    out: dict = {}
+    for i in np.nonzero(benign)[0]:
+        k = out.setdefault(val[i].source, [0, 0])
+        k[0] += int(prob[i] >= t)
+        k[1] += 1
+    return {s: {"flagged": f, "n": n} for s, (f, n) in sorted(out.items())}
 
 
 def refit_head(args, items, y, has, pool, cache, pool_cache, encode, context_table, head, gen, history) -> None:
@@ -209,7 +223,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--augment", type=float, default=0.25, help="share of prompt items also used as replies")
     ap.add_argument("--synth-repeat", type=int, default=2, help="extra copies of the synthetic rows")
     ap.add_argument("--dropout", type=float, default=0.2)
-    ap.add_argument("--target-fpr", type=float, default=0.03)
+    ap.add_argument("--target-fpr", type=float, default=0.025)
     ap.add_argument("--limit", type=int, default=None, help="rows per file (smoke tests)")
     ap.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (smoke tests)")
     ap.add_argument("--cache", type=Path, default=ROOT / ".cache/embedded", help="prefix cache folder (resumable)")
@@ -415,6 +429,7 @@ def main(argv: list[str] | None = None) -> dict:
                                 "f1_at_threshold_f1": round(best_f1(prob[sel], lab_va[sel])[1], 4),
                                 "fpr_routine_benign": round(float((prob[sel & (lab_va == 0) & routine] >= t).mean()), 4),
                                 "fpr_hard_benign": round(float((prob[hard] >= t).mean()), 4) if hard.any() else None,
+                                "fpr_by_source": _fpr_by_source(mix.val, prob, sel & (lab_va == 0), t),
                                 "f1": round(2 * tp / max(1.0, 2 * tp + fp + fn), 4),
                                 "fpr": round(fp / max(1, int((lab_va[sel] == 0).sum())), 4),
                                 "n": int(sel.sum()), "unsafe": int(lab_va[sel].sum())}
