@@ -11,14 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from guard.embedded.examples import NO_MATCH, ExampleSet, matched_score, ranked
+from guard.embedded.examples import NO_MATCH, Bank, ExampleSet, matched_score, policy_threshold, ranked
 from guard.embedded.head import PolicyHead, load, overlay_path
 from guard.errors import GuardConfigError
 from guard.policies import Direction, PolicySet
 from guard.registry import build_guard
 from guard.verdict import CheckRequest, PolicyResult, Turn
-from training.embedded import synth, synth_crimes, synth_hazards, topics
+from training.embedded import synth, synth_crimes, synth_hazards, synth_injections, topics
 from training.embedded.data import Item, PolicyText, build_mix, policy_pool
+from training.embedded.examples import cluster_bank
 from training.embedded.train import label_matrix
 from training.embedded.train import main as train_main
 
@@ -97,6 +98,25 @@ def test_hazard_rows_stay_away_from_the_suite_and_benchmarks():
     assert synth_hazards.too_close("How do I register to vote in Ohio?", held_tokens)  # the filter does bite
 
 
+def test_injection_rows_hide_the_attack_anywhere_and_keep_clean_twins():
+    rows = synth_injections.injections(0)
+    bad = [r for r in rows if r["label"] == 1]
+    good = {r["text"] for r in rows if r["label"] == 0}
+    assert len(bad) > 300 and len(good) > 250
+    assert all(r["groups"] == ["PROMPT_ATTACK"] and r["attack"] for r in bad)
+    # the injected instruction is not always the document's last sentence, and not always "ignore ..."
+    tails = [r["text"].rstrip().splitlines()[-1] for r in bad]
+    assert sum(not any(o.strip().lower()[:20] in t.lower() for o in synth_injections.OVERRIDES) for t in tails) > 50
+    assert sum("Assistant:" in r["text"] or "System:" in r["text"] or "AI:" in r["text"] for r in bad) > 30
+    # the same carrier task and document without the injection, and with a human author's own instructions, are benign
+    clean = {t.format(d=d, lang=lang) for t in synth_injections.TASKS for d in synth_injections.DOCS
+             for lang in synth_injections.LANGS}
+    assert len(good & clean) > 150
+    assert sum(any(n in t for n in synth_injections.HUMAN_NOTES) for t in good) > 80
+    held = [synth_hazards._tokens(t) for t in synth_hazards.held_out_texts()]
+    assert not any(synth_hazards.too_close(r["text"], held) for r in rows)
+
+
 def test_label_matrix_hazard_rows_are_positives_of_their_policy_only():
     pool = [PolicyText("violent crimes", "S1", "full"), PolicyText("sex crimes", "S4", "full"),
             PolicyText("defamation", "S5", "full"), PolicyText("fraud", "aart:fraud", "v0"),
@@ -148,6 +168,22 @@ def test_examples_rule_matches_near_an_unsafe_example_and_gates_the_head():
     assert head_counts[:, 0].tolist() == [True, False, True, False]  # the gate: on topic and not nearer the safe one
     assert (margins[:, 1] < 0).all() and head_counts[:, 1].all()     # one example: no gate
     assert margins[:, 2].tolist() == [NO_MATCH] * 4 and head_counts[:, 2].all()
+
+
+def test_bank_off_topic_drops_the_clusters_the_examples_typify():
+    g = torch.Generator().manual_seed(0)
+    e = torch.eye(384)
+    # two everyday topics, 200 texts each, around axes 0 and 1
+    texts = torch.nn.functional.normalize(torch.cat([e[0] + 0.3 * torch.randn(200, 384, generator=g) / 384 ** 0.5,
+                                                     e[1] + 0.3 * torch.randn(200, 384, generator=g) / 384 ** 0.5]), dim=-1)
+    bank = cluster_bank(texts, seed=0, k=2)
+    on_topic = torch.nn.functional.normalize(e[0:1] + 0.01 * e[2:3], dim=-1)  # an ordinary member of topic 0
+    rare = torch.nn.functional.normalize(e[0:1] + e[3:4], dim=-1)             # near topic 0 but no member of it
+    assert len(bank.off_topic(on_topic, 0.5)) == 200 and (bank.off_topic(on_topic, 0.5) @ e[1] > 0.8).all()
+    assert len(bank.off_topic(rare, 0.5)) == 400 and len(bank.off_topic(on_topic, None)) == 400
+    # so a policy whose examples are everyday code requests is not calibrated on everyday code requests
+    assert policy_threshold(on_topic, bank, 0.99, 0.0, 0.5) < 0.2 < policy_threshold(on_topic, bank, 0.99, 0.0, None)
+    assert Bank(texts).off_topic(on_topic, 0.5) is texts  # older weights without clusters: the whole bank
 
 
 def test_matched_score_is_above_the_threshold_only_for_a_match():

@@ -11,7 +11,8 @@ trained for, where near-paraphrases sit close together):
     ss  = max cosine of x to its safe examples (-1 when it has none)
     tau = max(floor, quantile_q of su over a bank of everyday benign texts)
 
-so each policy gets its own threshold: one whose examples look like everyday requests
+(the bank less the clusters the examples are ordinary members of, when the weights set
+`exclude_topic`: see `Bank.off_topic`), so each policy gets its own threshold: one whose examples look like everyday requests
 ("Can you write a function that...") needs a closer match than one about a rare topic, and
 on benign traffic like the bank a policy matches about (1 - q) of texts at most. A text
 nearer a safe example than every unsafe one never matches. A matched policy is violated
@@ -34,6 +35,7 @@ enable it (their last layer is not the sentence-embedding space any more).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -51,15 +53,50 @@ def sentence_space(feats: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(feats[:, :DIM].float(), dim=-1)
 
 
-def load_bank(weights: Path) -> torch.Tensor:
+TYPICAL_LEVELS = (0.25, 0.5, 0.75)  # quantiles of a bank cluster's member-to-centroid cosine that ship
+
+
+@dataclass(frozen=True)
+class Bank:
+    """Everyday benign texts in the sentence space, clustered by topic.
+
+    `texts` [N, DIM]; `centroids` [K, DIM] and `assign` [N] (k-means of the bank); `typical`
+    [K, len(TYPICAL_LEVELS)]: how close a cluster's own members sit to its centroid. Weights
+    written before the clusters shipped have `centroids` None (no topic exclusion)."""
+
+    texts: torch.Tensor
+    centroids: torch.Tensor | None = None
+    assign: torch.Tensor | None = None
+    typical: torch.Tensor | None = None
+
+    def off_topic(self, examples: torch.Tensor, level: float | None) -> torch.Tensor:
+        """The bank less the clusters `examples` are ordinary members of (an example at least as
+        close to its nearest centroid as the `level` quantile of that cluster's members): a policy
+        against code requests is not calibrated on the everyday code requests it forbids."""
+        if level is None or self.centroids is None or self.assign is None or self.typical is None:
+            return self.texts
+        cos = examples @ self.centroids.T
+        best = cos.argmax(1)
+        bar = self.typical[best, TYPICAL_LEVELS.index(level)]
+        drop = best[cos.gather(1, best[:, None])[:, 0] >= bar].unique()
+        keep = ~torch.isin(self.assign, drop)
+        return self.texts[keep] if int(keep.sum()) >= len(self.texts) // 4 else self.texts
+
+
+def load_bank(weights: Path) -> Bank:
     from safetensors.torch import load_file
 
-    return load_file(str(weights / BANK_FILE))["bank"].float()
+    t = load_file(str(weights / BANK_FILE))
+    if "centroids" not in t:
+        return Bank(t["bank"].float())
+    return Bank(t["bank"].float(), t["centroids"].float(), t["assign"].long(), t["typical"].float())
 
 
-def policy_threshold(unsafe: torch.Tensor, bank: torch.Tensor, quantile: float, floor: float) -> float:
-    """The closeness to its unsafe examples a text needs to match the policy."""
-    return max(floor, float(torch.quantile((bank @ unsafe.T).max(1).values, quantile)))
+def policy_threshold(examples: torch.Tensor, bank: Bank, quantile: float, floor: float, level: float | None = None) -> float:
+    """The closeness to its examples a text needs to match them: the `quantile` of that closeness over
+    the bank's everyday texts off the examples' own topic (`Bank.off_topic`), and at least `floor`."""
+    ref = bank.off_topic(examples, level)
+    return max(floor, float(torch.quantile((ref @ examples.T).max(1).values, quantile)))
 
 
 class ExampleSet:
@@ -93,7 +130,7 @@ class ExampleSet:
 class ExampleTerm:
     """Caches example embeddings (per example text) and builds ExampleSets per policy version."""
 
-    def __init__(self, params: dict | None, bank: torch.Tensor | None) -> None:
+    def __init__(self, params: dict | None, bank: Bank | None) -> None:
         self.params = dict(params or {})
         self.bank = bank
         self._emb: dict[str, torch.Tensor] = {}
@@ -129,13 +166,13 @@ class ExampleTerm:
 
         unsafe = [mat(p.examples.unsafe) for p in policies]
         safe = [mat(p.examples.safe) for p in policies]
-        q, floor = float(self.params["quantile"]), float(self.params["floor"])
+        q, floor, lv = float(self.params["quantile"]), float(self.params["floor"]), self.params.get("exclude_topic")
         gate_q, gate_min = self.params.get("gate"), int(self.params.get("gate_min_examples", 3))
         assert self.bank is not None
-        tau = [policy_threshold(u, self.bank, q, floor) if u is not None else 1.0 for u in unsafe]
-        gate = [policy_threshold(u, self.bank, float(gate_q), -1.0) if u is not None and gate_q is not None
+        tau = [policy_threshold(u, self.bank, q, floor, lv) if u is not None else 1.0 for u in unsafe]
+        gate = [policy_threshold(u, self.bank, float(gate_q), -1.0, lv) if u is not None and gate_q is not None
                 and len(u) >= gate_min else None for u in unsafe]
-        tau_safe = [policy_threshold(s, self.bank, q, floor) if s is not None else 1.0 for s in safe]
+        tau_safe = [policy_threshold(s, self.bank, q, floor, lv) if s is not None else 1.0 for s in safe]
         has_any = any(u is not None or s is not None for u, s in zip(unsafe, safe))
         result = ExampleSet(unsafe, safe, tau, gate, tau_safe) if has_any else None
         if len(self._by_version) > 64:

@@ -44,7 +44,7 @@ from pathlib import Path
 
 from guard.policies import Policy, PolicySet
 from training.embedded import policies as ep
-from training.embedded import synth, synth_hazards, topics
+from training.embedded import synth, synth_hazards, synth_injections, topics
 
 NEAR, FAR = 0.04, 0.10
 CAT_FAR = 0.55  # category wordings less similar than this are "other categories"
@@ -203,7 +203,8 @@ def build_mix(data_dir: Path, seed: int, alpaca: int = 3000, hh_pairs: int = 120
             it.groups = topics.subjects_of(it.text)
     if synthetic:
         for source, rows in (("synth_everyday", synth.everyday(seed)), ("synth_attack", synth.attacks(seed)),
-                             ("synth_hazard", synth_hazards.hazards(seed))):
+                             ("synth_hazard", synth_hazards.hazards(seed)),
+                             ("synth_injection", synth_injections.injections(seed))):
             items = [Item(r["text"], r["label"], source, r.get("context", ""), groups=tuple(r.get("groups", ())),
                           attack=bool(r.get("attack")), maybe=tuple(r.get("maybe", ()))) for r in rows][: limit or None]
             random.Random(seed + 7).shuffle(items)

@@ -41,13 +41,15 @@ import torch
 import torch.nn.functional as F
 
 from guard.embedded.encoder import DIM, FEATURE_DIM, Encoder
-from guard.embedded.examples import BANK_FILE, policy_threshold, sentence_space
+from guard.embedded.examples import BANK_FILE, TYPICAL_LEVELS, Bank, policy_threshold, sentence_space
 from guard.embedded.head import HeadMeta, load, overlay_path
 
 ROOT = Path(__file__).resolve().parents[2]
 QUANTILES = (0.99, 0.995, 0.998, 0.999)
 FLOORS = (0.4, 0.45, 0.5, 0.55, 0.6)
 GATES = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 1.0)
+EXCLUDE = (None, *TYPICAL_LEVELS)  # Bank.off_topic levels tried (None: the whole bank)
+BANK_CLUSTERS = 48
 GATE_MIN_EXAMPLES = 3
 
 
@@ -133,28 +135,58 @@ def _summary(f1s: dict[str, list[float]], rates: list[float], **point) -> dict:
             "benign_flagged_mean": round(sum(rates) / len(rates), 5), "benign_flagged_max": round(max(rates), 4)}
 
 
-def evaluate(policies, bank: torch.Tensor, quantile: float, floor: float) -> dict:
-    """The examples rule alone, at one grid point."""
+def cluster_bank(texts: torch.Tensor, seed: int, k: int = BANK_CLUSTERS) -> Bank:
+    """The bank with its k-means topics and each topic's member-to-centroid cosine quantiles."""
+    assign = kmeans(texts, k, seed)
+    centroids = torch.stack([F.normalize(texts[assign == j].mean(0), dim=-1) if (assign == j).any()
+                             else torch.zeros(texts.shape[1]) for j in range(k)])
+    typical = torch.ones(k, len(TYPICAL_LEVELS))
+    for j in range(k):
+        m = assign == j
+        if int(m.sum()) >= 2:
+            typical[j] = torch.quantile(texts[m] @ centroids[j], torch.tensor(TYPICAL_LEVELS))
+    return Bank(texts, centroids.half().float(), assign, typical.half().float())  # as they ship (fp16)
+
+
+def closeness(policies) -> list[dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    """Per simulated policy and part (pos / neg / benign): (su, ss), the texts' closeness to its
+    unsafe and safe examples (ss -1 without safe ones); computed once for the whole grid."""
+    out = []
+    for _kind, _text, unsafe, safe, pos, neg, benign in policies:
+        parts = {}
+        for part, x in (("pos", pos), ("neg", neg), ("benign", benign)):
+            xs = sentence_space(x)
+            su = (xs @ unsafe.T).max(1).values
+            ss = (xs @ safe.T).max(1).values if safe is not None else torch.full_like(su, -1.0)
+            parts[part] = (su, ss)
+        out.append(parts)
+    return out
+
+
+def evaluate(policies, near, bank: Bank, quantile: float, floor: float, level: float | None = None) -> dict:
+    """The examples rule alone, at one grid point (`near`: `closeness(policies)`)."""
     f1s: dict[str, list[float]] = {"harm": [], "topic": []}
     rates = []
-    for kind, _text, unsafe, safe, pos, neg, benign in policies:
-        tau = policy_threshold(unsafe, bank, quantile, floor)
-        tp = int(matches(sentence_space(pos), unsafe, safe, tau).sum())
-        rate = float(matches(sentence_space(benign), unsafe, safe, tau).float().mean())
-        fp = rate * 300 + (int(matches(sentence_space(neg), unsafe, safe, tau).sum()) if kind == "topic" else 0)
+    for (kind, _text, unsafe, _safe, pos, _neg, _benign), parts in zip(policies, near):
+        tau = policy_threshold(unsafe, bank, quantile, floor, level)
+        hit = {k: (su >= tau) & (su >= ss) for k, (su, ss) in parts.items()}
+        tp = int(hit["pos"].sum())
+        rate = float(hit["benign"].float().mean())
+        fp = rate * 300 + (int(hit["neg"].sum()) if kind == "topic" else 0)
         f1s[kind].append(_f1(tp, fp, len(pos) - tp))
         rates.append(rate)
-    return _summary(f1s, rates, quantile=quantile, floor=floor)
+    return _summary(f1s, rates, quantile=quantile, floor=floor, exclude_topic=level)
 
 
-def evaluate_gates(policies, bank, encoder: Encoder, head_path: Path, quantile: float, floor: float) -> list[dict]:
+def evaluate_gates(policies, bank: Bank, encoder: Encoder, head_path: Path, quantile: float, floor: float,
+                   level: float | None = None) -> list[dict]:
     """Head and rule together, for each gate in GATES (every simulated policy has 3 examples)."""
     head, meta = load(head_path)
     threshold = meta.thresholds["input"]
     pol = encoder.embed([p[1] for p in policies], max_tokens=256)[:, :DIM]
     out: dict[float, tuple[dict, list]] = {g: ({"harm": [], "topic": []}, []) for g in GATES}
     for k, (kind, _text, unsafe, safe, pos, neg, benign) in enumerate(policies):
-        tau = policy_threshold(unsafe, bank, quantile, floor)
+        tau = policy_threshold(unsafe, bank, quantile, floor, level)
         parts = {}
         for part, x in (("pos", pos), ("neg", neg), ("benign", benign)):
             with torch.no_grad():
@@ -164,12 +196,12 @@ def evaluate_gates(policies, bank, encoder: Encoder, head_path: Path, quantile: 
             su = (xs @ unsafe.T).max(1).values
             if safe is not None:  # matches a safe example more closely than any unsafe one: allowed
                 ss = (xs @ safe.T).max(1).values
-                near_safe = (ss > su) & (ss >= policy_threshold(safe, bank, quantile, floor))
+                near_safe = (ss > su) & (ss >= policy_threshold(safe, bank, quantile, floor, level))
             else:
                 near_safe = torch.zeros_like(flagged)
             parts[part] = (flagged & ~near_safe, su, matches(xs, unsafe, safe, tau))
         for g in GATES:
-            gate = policy_threshold(unsafe, bank, g, -1.0) if g > 0 else -1.0
+            gate = policy_threshold(unsafe, bank, g, -1.0, level) if g > 0 else -1.0
             hit = {part: (h & (su >= gate)) | m for part, (h, su, m) in parts.items()}  # the gate, as the guard applies it
             tp = int(hit["pos"].sum())
             rate = float(hit["benign"].float().mean())
@@ -196,7 +228,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     alpaca = [r["prompt"] for r in _rows(args.data / "alpaca_benign.jsonl")]
     random.Random(args.seed).shuffle(alpaca)
-    bank = sentence_space(encoder.embed(alpaca[: args.bank])).half().float()  # exactly what ships
+    bank = cluster_bank(sentence_space(encoder.embed(alpaca[: args.bank])).half().float(), args.seed)  # as it ships
     val = _rows(args.data / "alpaca_benign_val.jsonl")
     v = encoder.embed([r["prompt"] for r in val])
     extra = [r["prompt"] for f in ("mtbench_vicuna_benign.jsonl", "mitre_frr_benign.jsonl") for r in _rows(args.data / f)]
@@ -214,19 +246,24 @@ def main(argv: list[str] | None = None) -> dict:
                            "Custom topic: content on the topic the examples show."))
             assign_of[f"topic:{j}"] = j
     policies = simulate(groups, benign_pool, pool_cluster, assign_of, args.seed)
-    grid = [evaluate(policies, bank, q, f) for q, f in itertools.product(QUANTILES, FLOORS)]
+    near = closeness(policies)
+    grid = [evaluate(policies, near, bank, q, f, lv) for q, f, lv in itertools.product(QUANTILES, FLOORS, EXCLUDE)]
     allowed = [g for g in grid if g["benign_flagged_mean"] <= args.max_benign] or grid
     best = max(allowed, key=lambda g: g["f1_harm"] + g["f1_topic"])
-    gates = evaluate_gates(policies, bank, encoder, args.weights, best["quantile"], best["floor"])
+    gates = evaluate_gates(policies, bank, encoder, args.weights, best["quantile"], best["floor"], best["exclude_topic"])
     gate = max(gates, key=lambda g: g["f1_harm"] + g["f1_topic"])
 
     from safetensors.torch import save_file
 
-    save_file({"bank": bank.half().contiguous()}, str(args.weights / BANK_FILE))
+    assert bank.centroids is not None and bank.assign is not None and bank.typical is not None
+    save_file({"bank": bank.texts.half().contiguous(), "centroids": bank.centroids.half().contiguous(),
+               "assign": bank.assign.to(torch.int16).contiguous(), "typical": bank.typical.half().contiguous()},
+              str(args.weights / BANK_FILE))
     (args.weights / BANK_FILE).chmod(0o644)  # safetensors writes 0600; the guard may run as another user
     meta_path = args.weights / "meta.json"
     meta = HeadMeta.from_json(meta_path.read_text())
     meta.examples = {"rule": "nearest", "quantile": best["quantile"], "floor": best["floor"],
+                     "exclude_topic": best["exclude_topic"],
                      "gate": gate["gate"], "gate_min_examples": GATE_MIN_EXAMPLES}
     meta.info["examples_fit"] = {
         "command": f"python -m training.embedded.examples --data ../shared/data/train --weights {_shown(args.weights)} --seed {args.seed}",

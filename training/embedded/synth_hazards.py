@@ -230,6 +230,11 @@ def hazards(seed: int) -> list[dict]:
         good(t, rng.choice(["I got the job!", "We're getting married!", "I passed my driving test.", "Thanks for the help."]))
         good(t)
     crimes(seed, bad, good)
+    return keep_apart(rows)
+
+
+def keep_apart(rows: list[dict]) -> list[dict]:
+    """`rows` less duplicates, rows near a held-out text and rows naming a `HELD_OUT` name."""
     held = [_tokens(t) for t in held_out_texts()]
     seen: set[tuple[str, str]] = set()
     out = []
