@@ -167,7 +167,8 @@ def _davidson(rows: list[dict]) -> list[dict]:
 
 
 def build_mix(data_dir: Path, seed: int, alpaca: int = 3000, hh_pairs: int = 1200, val_frac: float = 0.15,
-              limit: int | None = None, synthetic: bool = True, topic_rows: int = 120) -> Mix:
+              limit: int | None = None, synthetic: bool = True, topic_rows: int = 120,
+              injections: bool = False) -> Mix:
     """Read train/ (+ the synthetic sets) and split every source into train/val with the seed."""
     rng = random.Random(seed)
     mix = Mix()
@@ -202,9 +203,11 @@ def build_mix(data_dir: Path, seed: int, alpaca: int = 3000, hh_pairs: int = 120
         if it.label == 0 and not it.groups and not it.context:
             it.groups = topics.subjects_of(it.text)
     if synthetic:
-        for source, rows in (("synth_everyday", synth.everyday(seed)), ("synth_attack", synth.attacks(seed)),
-                             ("synth_hazard", synth_hazards.hazards(seed)),
-                             ("synth_injection", synth_injections.injections(seed))):
+        sets = [("synth_everyday", synth.everyday(seed)), ("synth_attack", synth.attacks(seed)),
+                ("synth_hazard", synth_hazards.hazards(seed))]
+        if injections:
+            sets.append(("synth_injection", synth_injections.injections(seed)))
+        for source, rows in sets:
             items = [Item(r["text"], r["label"], source, r.get("context", ""), groups=tuple(r.get("groups", ())),
                           attack=bool(r.get("attack")), maybe=tuple(r.get("maybe", ()))) for r in rows][: limit or None]
             random.Random(seed + 7).shuffle(items)

@@ -175,7 +175,7 @@ def evaluate(policies, near, bank: Bank, quantile: float, floor: float, level: f
         fp = rate * 300 + (int(hit["neg"].sum()) if kind == "topic" else 0)
         f1s[kind].append(_f1(tp, fp, len(pos) - tp))
         rates.append(rate)
-    return _summary(f1s, rates, quantile=quantile, floor=floor, exclude_topic=level)
+    return _summary(f1s, rates, quantile=quantile, floor=floor, **({"exclude_topic": level} if level is not None else {}))
 
 
 def evaluate_gates(policies, bank: Bank, encoder: Encoder, head_path: Path, quantile: float, floor: float,
@@ -220,6 +220,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--topics", type=int, default=40)
     ap.add_argument("--max-benign", type=float, default=0.001, help="mean share of benign texts a policy may match")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--exclude-topic", action="store_true",
+                    help="also try Bank.off_topic levels and ship the bank's clusters (not in the shipped weights)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if overlay_path(args.weights) is not None:
@@ -247,26 +249,29 @@ def main(argv: list[str] | None = None) -> dict:
             assign_of[f"topic:{j}"] = j
     policies = simulate(groups, benign_pool, pool_cluster, assign_of, args.seed)
     near = closeness(policies)
-    grid = [evaluate(policies, near, bank, q, f, lv) for q, f, lv in itertools.product(QUANTILES, FLOORS, EXCLUDE)]
+    grid = [evaluate(policies, near, bank, q, f, lv) for q, f, lv in itertools.product(QUANTILES, FLOORS, EXCLUDE if args.exclude_topic else (None,))]
     allowed = [g for g in grid if g["benign_flagged_mean"] <= args.max_benign] or grid
     best = max(allowed, key=lambda g: g["f1_harm"] + g["f1_topic"])
-    gates = evaluate_gates(policies, bank, encoder, args.weights, best["quantile"], best["floor"], best["exclude_topic"])
+    gates = evaluate_gates(policies, bank, encoder, args.weights, best["quantile"], best["floor"], best.get("exclude_topic"))
     gate = max(gates, key=lambda g: g["f1_harm"] + g["f1_topic"])
 
     from safetensors.torch import save_file
 
     assert bank.centroids is not None and bank.assign is not None and bank.typical is not None
-    save_file({"bank": bank.texts.half().contiguous(), "centroids": bank.centroids.half().contiguous(),
-               "assign": bank.assign.to(torch.int16).contiguous(), "typical": bank.typical.half().contiguous()},
-              str(args.weights / BANK_FILE))
+    tensors = {"bank": bank.texts.half().contiguous()}
+    if args.exclude_topic:
+        tensors.update(centroids=bank.centroids.half().contiguous(), assign=bank.assign.to(torch.int16).contiguous(),
+                       typical=bank.typical.half().contiguous())
+    save_file(tensors, str(args.weights / BANK_FILE))
     (args.weights / BANK_FILE).chmod(0o644)  # safetensors writes 0600; the guard may run as another user
     meta_path = args.weights / "meta.json"
     meta = HeadMeta.from_json(meta_path.read_text())
     meta.examples = {"rule": "nearest", "quantile": best["quantile"], "floor": best["floor"],
-                     "exclude_topic": best["exclude_topic"],
+                     **({"exclude_topic": best.get("exclude_topic")} if args.exclude_topic else {}),
                      "gate": gate["gate"], "gate_min_examples": GATE_MIN_EXAMPLES}
     meta.info["examples_fit"] = {
-        "command": f"python -m training.embedded.examples --data ../shared/data/train --weights {_shown(args.weights)} --seed {args.seed}",
+        "command": f"python -m training.embedded.examples --data ../shared/data/train --weights {_shown(args.weights)} --seed {args.seed}"
+                   + (" --exclude-topic" if args.exclude_topic else ""),
         "bank": args.bank, "simulated_policies": len(policies),
         "kinds": dict(collections.Counter(p[0] for p in policies)), "max_benign": args.max_benign,
         "rule_alone": best, "with_head": gate, "grid": grid, "gates": gates,

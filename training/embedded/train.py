@@ -224,6 +224,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--synth-repeat", type=int, default=2, help="extra copies of the synthetic rows")
     ap.add_argument("--dropout", type=float, default=0.2)
     ap.add_argument("--target-fpr", type=float, default=0.025)
+    ap.add_argument("--injections", action="store_true",
+                    help="add synth_injections.py's prompt injections (tried 2026-12-03, not in the shipped weights)")
     ap.add_argument("--limit", type=int, default=None, help="rows per file (smoke tests)")
     ap.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (smoke tests)")
     ap.add_argument("--cache", type=Path, default=ROOT / ".cache/embedded", help="prefix cache folder (resumable)")
@@ -240,7 +242,8 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     defaults = PolicySet.load(args.policies)
-    mix = build_mix(args.data, args.seed, alpaca=args.alpaca, hh_pairs=args.hh_pairs, limit=args.limit)
+    mix = build_mix(args.data, args.seed, alpaca=args.alpaca, hh_pairs=args.hh_pairs, limit=args.limit,
+                    injections=args.injections)
     mix.train = [it for it in mix.train if it.label >= 0]
     if args.augment > 0:
         mix.train += augment_outputs(mix.train, args.seed, args.augment)
