@@ -6,7 +6,8 @@ benchmarks/data/everyday_benign.jsonl holds routine requests, short user message
 ("Thanks!", "OK") and assistant replies with the question they answer (written for this
 project, kept out of training: training/embedded/synth.py drops any exact match). Every
 row is checked with the model-engine policies of the policies file in force (the shipped
-defaults unless --policies says otherwise); a row is blocked when any policy fires.
+defaults unless --policies says otherwise) and scanned with its blocking patterns policies
+(PROMPT_ATTACK_PHRASES; SECRETS masks, it does not block); a row is blocked when any fires.
 Prints the blocked share per kind and every blocked row with its policies by score.
 """
 
@@ -21,7 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.guard_bench_util import ROOT, check_all, guard_for, model_policies, read_jsonl  # noqa: E402
-from guard.policies import PolicySet  # noqa: E402
+from guard.patterns import find_spans  # noqa: E402
+from guard.policies import Action, Direction, PolicySet  # noqa: E402
 
 DATA = ROOT / "benchmarks" / "data" / "everyday_benign.jsonl"
 
@@ -38,11 +40,14 @@ async def run(weights: str | None, policies: Path) -> dict:
     for row, v in zip(rows, verdicts):
         k = per_kind.setdefault(row.get("kind", "?"), {"n": 0, "blocked": 0})
         k["n"] += 1
-        if v.violated:
+        direction = Direction(row.get("direction", "input"))
+        patterns = {p.id: 1.0 for p in ps.active(direction)
+                    if p.engine == "patterns" and p.action is Action.BLOCK and find_spans(p, row["text"])}
+        if v.violated or patterns:
             k["blocked"] += 1
             fired = sorted(v.violated, key=lambda p: -v.results[p].score)
-            blocked.append({"text": row["text"], "direction": row.get("direction", "input"),
-                            "policies": {p: v.results[p].score for p in fired}})
+            blocked.append({"text": row["text"], "direction": direction.value,
+                            "policies": {**patterns, **{p: v.results[p].score for p in fired}}})
     n = len(rows)
     return {"rows": n, "blocked": len(blocked), "blocked_pct": round(100 * len(blocked) / n, 2),
             "per_kind": {k: {**v, "blocked_pct": round(100 * v["blocked"] / v["n"], 2)} for k, v in per_kind.items()},

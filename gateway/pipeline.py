@@ -123,9 +123,12 @@ class Moderator:
         model: str | None = None,
         key_id: str | None = None,
         engines: frozenset[str] = ALL_ENGINES,
+        roles: Sequence[str] | None = None,
     ) -> Decision:
         """`engines` narrows the check to one engine (concurrent input mode runs the patterns
-        first, synchronously, so redaction happens before anything leaves for the upstream)."""
+        first, synchronously, so redaction happens before anything leaves for the upstream).
+        `roles`: each piece's turn role (user, assistant, tool, system), for patterns policies
+        with `roles:`; None scans every piece for every policy."""
         start = time.perf_counter()
         active = tuple(p for p in policies.active(direction, model, key_id) if p.engine in engines)
         model_policies = tuple(p for p in active if p.engine == "model")
@@ -139,7 +142,7 @@ class Moderator:
             )
         try:
             if pattern_policies:
-                await self._apply_patterns(decision, pattern_policies, pieces)
+                await self._apply_patterns(decision, pattern_policies, pieces, roles)
             if model_task is not None:
                 verdict, error = await model_task
                 self._apply_model(decision, model_policies, verdict, error, len(pieces))
@@ -180,13 +183,14 @@ class Moderator:
             return None, f"guard returned {type(verdict).__name__}, not a Verdict"
         return verdict, None
 
-    async def _apply_patterns(self, decision: Decision, policies: tuple[Policy, ...], pieces: Sequence[str]) -> None:
+    async def _apply_patterns(self, decision: Decision, policies: tuple[Policy, ...], pieces: Sequence[str],
+                              roles: Sequence[str] | None = None) -> None:
         # Linear-time (RE2), but a 4 MiB body is still tens of milliseconds to seconds of
         # CPU: long texts are scanned in a worker thread so other requests keep moving.
         if sum(len(text) for text in pieces) > INLINE_LIMIT:
-            scanned = await asyncio.to_thread(self._scan_pieces, policies, pieces)
+            scanned = await asyncio.to_thread(self._scan_pieces, policies, pieces, roles)
         else:
-            scanned = self._scan_pieces(policies, pieces)
+            scanned = self._scan_pieces(policies, pieces, roles)
         for index, (spans_by_policy, redacted) in enumerate(scanned):
             for policy in policies:
                 if not spans_by_policy.get(policy.id):
@@ -198,13 +202,13 @@ class Moderator:
                 decision.rewrites[index] = redacted
 
     def _scan_pieces(
-        self, policies: tuple[Policy, ...], pieces: Sequence[str]
+        self, policies: tuple[Policy, ...], pieces: Sequence[str], roles: Sequence[str] | None = None
     ) -> list[tuple[dict[str, tuple[Span, ...]], str | None]]:
         """Per piece: the spans per policy, and the piece with the `redact` policies' spans
         masked (None when nothing is to be masked). Pure, so it can run in a thread."""
         out = []
-        for text in pieces:
-            spans_by_policy = self.patterns.scan(policies, text)
+        for i, text in enumerate(pieces):
+            spans_by_policy = self.patterns.scan(policies, text, roles[i] if roles is not None else None)
             redactions = [
                 span
                 for policy in policies

@@ -21,7 +21,7 @@ from gateway.blocklog.retention import RetentionTask
 from gateway.blocklog.writer import BlockLog
 from gateway.commands.checkreport import remote_check
 from gateway.errors import BadRequest, ContentBlocked, GatewayError
-from gateway.messages import Piece, last_user_text, rebuild_turns
+from gateway.messages import Piece, guard_role, last_user_text, rebuild_turns
 from gateway.metrics import Metrics
 from gateway.moderations import to_openai_moderation
 from gateway.pipeline import ALL_ENGINES, Decision, Moderator, strictest
@@ -117,9 +117,10 @@ class Gateway:
 
     # --- moderation ------------------------------------------------------------------
     async def _check(self, ctx: RequestContext, direction: Direction, conversation: tuple[Turn, ...],
-                     pieces: list[str], engines: frozenset[str] = ALL_ENGINES) -> Decision:
+                     pieces: list[str], engines: frozenset[str] = ALL_ENGINES, roles: list[str] | None = None) -> Decision:
         return await self.moderator.check(
-            self.policies, direction, conversation, pieces, model=ctx.model, key_id=ctx.key_id, engines=engines
+            self.policies, direction, conversation, pieces, model=ctx.model, key_id=ctx.key_id, engines=engines,
+            roles=roles,
         )
 
     def record(self, ctx: RequestContext, decision: Decision, pieces: list[str]) -> None:
@@ -138,8 +139,8 @@ class Gateway:
             )
 
     async def moderate(self, ctx: RequestContext, direction: Direction, conversation: tuple[Turn, ...],
-                       pieces: list[str]) -> Decision:
-        decision = await self._check(ctx, direction, conversation, pieces)
+                       pieces: list[str], roles: list[str] | None = None) -> Decision:
+        decision = await self._check(ctx, direction, conversation, pieces, roles=roles)
         self.record(ctx, decision, pieces)
         return decision
 
@@ -155,11 +156,12 @@ class Gateway:
         A block raises ContentBlocked carrying the decision's x-rsafe-* headers.
         """
         texts = [p.text for p in pieces]
+        roles = [guard_role(p.role) for p in pieces]
         if not texts or self.input_before(ctx):
-            decision = await self.moderate(ctx, Direction.INPUT, turns, texts)
+            decision = await self.moderate(ctx, Direction.INPUT, turns, texts, roles)
             _raise_or_rewrite_input(decision, pieces, self.input_headers(decision))
             return await call(bool(decision.rewrites)), decision
-        decision = await self._check(ctx, Direction.INPUT, turns, texts, frozenset({"patterns"}))
+        decision = await self._check(ctx, Direction.INPUT, turns, texts, frozenset({"patterns"}), roles)
         if decision.blocked:
             self.record(ctx, decision, texts)
         _raise_or_rewrite_input(decision, pieces, self.input_headers(decision))

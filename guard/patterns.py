@@ -27,6 +27,7 @@ from functools import lru_cache
 
 import re2
 
+from guard import prompt_attack
 from guard.policies import Policy
 from guard.verdict import CheckRequest, PolicyResult, Span, Verdict
 
@@ -140,8 +141,13 @@ def _credit_card(start):
     return _before(_D)(start) + rf"((?:{_D}[ -]?){{12,18}}{_D})(?:\z|[^{_D}])"
 
 
+def _prompt_attack(start):
+    return _before(_W)(start) + f"({prompt_attack.expression()})"
+
+
 _BUILDERS = {
     "api_key": (_api_key, True),
+    "prompt_attack": (_prompt_attack, True),
     "private_key": (_private_key, False),
     "email": (_email, True),
     "phone": (_phone, True),
@@ -223,6 +229,8 @@ def find_spans(policy: Policy, text: str) -> tuple[Span, ...]:
         for start, end in pairs:
             if label == "credit_card" and not luhn_ok(data[start:end].decode("utf-8")):
                 continue
+            if label == "prompt_attack" and prompt_attack.defensive(data[end : end + 40].decode("utf-8", "ignore")):
+                continue
             if end > start:
                 found.append((start, end, label))
     if not found:
@@ -247,19 +255,37 @@ def redact(text: str, spans: tuple[Span, ...] | list[Span]) -> str:
     return "".join(out)
 
 
+def _role_spans(policy: Policy, turns) -> tuple[Span, ...]:
+    """The spans of a policy with `roles:` in the turns of those roles, as offsets into the
+    joined content (turns joined by a blank line, as `CheckRequest.content`)."""
+    out: list[Span] = []
+    offset = 0
+    for turn in turns:
+        if turn.role in policy.roles:
+            out += [Span(s.start + offset, s.end + offset, s.label) for s in find_spans(policy, turn.text)]
+        offset += len(turn.text) + 2
+    return tuple(out)
+
+
+def scanned(policy: Policy, role: str | None) -> bool:
+    """Whether a piece of this role is scanned for the policy (None: a role not known, scanned)."""
+    return not policy.roles or role is None or role in policy.roles
+
+
 class PatternsGuard:
     name = "patterns"
 
-    def scan(self, policies: tuple[Policy, ...], text: str) -> dict[str, tuple[Span, ...]]:
-        """Spans per policy in one text (the gateway's per-piece path, used for redaction)."""
-        return {p.id: spans for p in policies if (spans := find_spans(p, text))}
+    def scan(self, policies: tuple[Policy, ...], text: str, role: str | None = None) -> dict[str, tuple[Span, ...]]:
+        """Spans per policy in one text (the gateway's per-piece path, used for redaction); a
+        policy with `roles:` skips a piece of another role."""
+        return {p.id: spans for p in policies if scanned(p, role) and (spans := find_spans(p, text))}
 
     def _scan(self, request: CheckRequest) -> Verdict:
         start = time.perf_counter()
         text = request.content
         results = {}
         for policy in request.policies:
-            spans = find_spans(policy, text)
+            spans = find_spans(policy, text) if not policy.roles else _role_spans(policy, request.judged)
             results[policy.id] = PolicyResult(policy.id, bool(spans), 1.0 if spans else 0.0, spans)
         return Verdict(self.name, results, latency_ms=(time.perf_counter() - start) * 1000, decided_by=self.name)
 

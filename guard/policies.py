@@ -75,9 +75,12 @@ class Policy(_Strict):
     # Which engine judges it: the configured model guard, or deterministic patterns.
     engine: Literal["model", "patterns"] = "model"
     # Patterns engine: built-in detectors, regexes and words.
-    detectors: tuple[Literal["api_key", "private_key", "email", "phone", "credit_card"], ...] = ()
+    detectors: tuple[Literal["api_key", "private_key", "email", "phone", "credit_card", "prompt_attack"], ...] = ()
     regex: tuple[str, ...] = ()
     keywords: tuple[str, ...] = ()
+    # Patterns engine, input checks: the roles of the turns scanned (empty: every role). Turns
+    # of other roles are not scanned for this policy (the model guard still reads them all).
+    roles: tuple[Literal["system", "user", "assistant", "tool"], ...] = ()
     # Model engine: decision threshold on the guard's probability (embedded/cascade).
     threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     # Reasoning guard: force the reasoning path / per-policy token budget.
@@ -122,6 +125,8 @@ class Policy(_Strict):
             raise ValueError("a patterns policy needs at least one of detectors, regex, keywords")
         if self.engine == "model" and not self.description.strip():
             raise ValueError("a model policy needs a description of what violates it")
+        if self.roles and self.engine != "patterns":
+            raise ValueError("roles: needs engine: patterns (a model guard reads every turn)")
         if self.action == Action.REWRITE and self.rewrite == "redact" and self.engine != "patterns":
             raise ValueError("rewrite: redact needs engine: patterns (only patterns know the spans)")
         return self

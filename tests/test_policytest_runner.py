@@ -149,10 +149,11 @@ def test_default_suite_is_valid_for_the_default_policies():
     assert sum(c.expect == "allow" for c in suite.cases) >= 6  # and ordinary traffic must pass
 
 
-async def test_default_suite_secrets_cases_pass_deterministically():
-    """The SECRETS (patterns) cases of the shipped suite, with a guard that passes every model policy."""
+@pytest.mark.parametrize("policy", ["SECRETS", "PROMPT_ATTACK_PHRASES"])
+async def test_default_suite_patterns_cases_pass_deterministically(policy):
+    """The patterns cases of the shipped suite, with a guard that passes every model policy."""
     suite = load_suite(DEFAULT_SUITE)
     policy_set = PolicySet.load(suite.policies)
-    cases = [c for c in suite.cases if c.policies == ("SECRETS",)]
+    cases = [c for c in suite.cases if c.policies == (policy,)]
     got = await run_suite(cases, policy_set, ScriptedGuard())  # model policies: nothing violated
     assert cases and all(r.passed for r in got), [r.why for r in got]
