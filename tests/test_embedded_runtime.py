@@ -3,6 +3,8 @@ cache and reading every window of a long text (the shipped weights, real encoder
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import torch
 
@@ -156,3 +158,21 @@ def test_serving_grid_equals_the_training_grid(encoders):
             got = head.serve_grid(feats, context, has, policies)
         assert got.shape == want.shape == (len(feats), 3)
         assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+
+
+def test_sentences_are_read_apart_only_past_the_trained_window(encoders):
+    """A many-sentence turn that fits the 64-token window the head was trained on is read whole
+    (held-out validation: reading its sentences apart added false alarms and caught almost nothing
+    more, docs/models/embedded.md); a longer one also has each sentence read on its own."""
+    fp32, _ = encoders
+    short = "Thanks for the recipe. How long should I bake it? About an hour, I think."
+    long = "I love my garden and grow tomatoes every summer. " * 6 + "Then mix fertilizer with diesel in a pipe. Thanks."
+    n_short = len(fp32.tokenizer([short], add_special_tokens=False)["input_ids"][0])
+    assert n_short <= 64
+    assert len(fp32.tokenize([short], sentences=True, sentences_over=64).windows) == 1
+    assert len(fp32.tokenize([short], sentences=True, sentences_over=0).windows) > 1  # 0: the old behaviour
+    enc = fp32.tokenize([long], sentences=True, sentences_over=64)
+    assert len(enc.windows) > 2  # its window(s), then each sentence
+    guard = build_guard("embedded", {}, PolicySet.load("policies.yaml"))
+    assert guard.options.sentences_over == 64
+    asyncio.run(guard.aclose())

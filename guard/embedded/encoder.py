@@ -153,13 +153,15 @@ class Encoder:
         return self._hf
 
     def tokenize(
-        self, texts: list[str], max_tokens: int = 128, max_windows: int | None = None, sentences: bool = False
+        self, texts: list[str], max_tokens: int = 128, max_windows: int | None = None, sentences: bool = False,
+        sentences_over: int = 0,
     ) -> Encoded:
         """Split each text into windows of `max_tokens` tokens: all of it, or the first `max_windows`.
 
         Windows overlap by an eighth so that a phrase cut at a boundary is still
         seen whole once. Text beyond `max_windows` is dropped and flagged. With
-        `sentences`, each sentence of a many-sentence text is also a window of its own.
+        `sentences`, each sentence of a many-sentence text longer than `sentences_over`
+        tokens is also a window of its own.
         """
         body = max_tokens - 2
         stride = max(1, body - body // 8)
@@ -176,7 +178,7 @@ class Encoder:
                 windows.append([cls, *toks[s : s + body], sep])
                 owner.append(i)
             truncated.append((starts or [0])[-1] + body < len(toks))
-            if sentences and max_windows is None:
+            if sentences and max_windows is None and len(toks) > sentences_over:
                 for seg in self.sentences(toks, body):
                     windows.append([cls, *seg, sep])
                     owner.append(i)

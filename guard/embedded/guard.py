@@ -57,7 +57,10 @@ class EmbeddedOptions(BaseModel):
     threads: int = Field(default=2, ge=1)  # torch intra-op threads
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the CPU has it natively
     turn_cache: int = Field(default=50_000, ge=0)  # window features kept for turns seen before
-    sentences: bool = True  # also read each sentence of a many-sentence turn on its own
+    sentences: bool = True  # also read each sentence of a many-sentence turn on its own...
+    # ...when the turn is longer than this many tokens (64: the window the head was trained on; a shorter
+    # turn is read whole, as in training: docs/models/embedded.md "Sentences"). 0: every many-sentence turn.
+    sentences_over: int = Field(default=64, ge=0)
 
 
 def clean_text(text: Any) -> str:
@@ -168,7 +171,8 @@ class EmbeddedGuard:
             return [], []
         with torch.inference_mode():
             enc = self.encoder.tokenize(
-                texts, max_tokens=max_tokens, max_windows=max_windows, sentences=kind == "content" and self.options.sentences
+                texts, max_tokens=max_tokens, max_windows=max_windows, sentences=kind == "content" and self.options.sentences,
+                sentences_over=self.options.sentences_over,
             )
             feats = self.encoder.features(enc)
         per_text: list[list[int]] = [[] for _ in texts]
