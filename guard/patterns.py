@@ -225,7 +225,8 @@ def find_spans(policy: Policy, text: str) -> tuple[Span, ...]:
     data = text.encode("utf-8", "replace")
     found: list[tuple[int, int, str]] = []
     for label, matcher in _compiled(policy):
-        pairs = matcher.spans(data) if isinstance(matcher, _Bounded) else _regex_spans(matcher, data)
+        scanned = text.translate(prompt_attack.LEET).encode("utf-8", "replace") if label == "prompt_attack" else data
+        pairs = matcher.spans(scanned) if isinstance(matcher, _Bounded) else _regex_spans(matcher, data)
         for start, end in pairs:
             if label == "credit_card" and not luhn_ok(data[start:end].decode("utf-8")):
                 continue
