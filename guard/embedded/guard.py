@@ -58,9 +58,10 @@ class EmbeddedOptions(BaseModel):
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the CPU has it natively
     turn_cache: int = Field(default=50_000, ge=0)  # window features kept for turns seen before
     sentences: bool = True  # also read each sentence of a many-sentence turn on its own...
-    # ...when the turn is longer than this many tokens (64: the window the head was trained on; a shorter
-    # turn is read whole, as in training: docs/models/embedded.md "Sentences"). 0: every many-sentence turn.
-    sentences_over: int = Field(default=64, ge=0)
+    # ...when the turn is longer than this many tokens. 0 (default): every many-sentence turn. 64 (the window
+    # the head was trained on) makes a short message ~1.7x faster and flags fewer short safe texts, but lets
+    # a harmful request wrapped in a short carrier task through (docs/models/embedded.md "Sentences").
+    sentences_over: int = Field(default=0, ge=0)
 
 
 def clean_text(text: Any) -> str:
