@@ -61,7 +61,9 @@ def test_eval_defaults_to_the_shipped_files_and_names_its_policies(tmp_path, mon
     assert f"policies: {edited.resolve()} (version {version}, sha256 {sha[:16]}" in result.output
     run = json.loads((out / "eval.json").read_text())["run"]
     assert run["policies_used"]["sha256"] == sha and run["policies_used"]["version"] == version
-    assert run["policies_used"]["ids"] == ["SECRETS"]  # the patterns guard judges the patterns policies
+    patterns = [p.id for p in PolicySet.load(edited).policies if p.engine == "patterns" and p.enabled]
+    assert {"SECRETS", "PROMPT_ATTACK_PHRASES"} <= set(patterns)
+    assert run["policies_used"]["ids"] == patterns  # the patterns guard judges the patterns policies
     assert set(json.loads((out / "eval.json").read_text())["files"]) == {p.stem for p in BENCH.glob("*.jsonl")}
     assert f"version `{version}`, sha256 `{sha[:16]}`" in (out / "eval.md").read_text()
 
