@@ -49,7 +49,8 @@ async def run(args, precision: str) -> dict:
     from guard.verdict import CheckRequest, Turn
 
     policies = PolicySet.load(args.policies)
-    opts = {"threads": args.threads, "max_batch": args.max_batch, "precision": precision}
+    opts = {**policies.settings.guard.options,  # the policy file's own guard options (payloads: false, ...)
+            "threads": args.threads, "max_batch": args.max_batch, "precision": precision}
     t0 = time.perf_counter()
     guard = build_guard("embedded", {**opts, "turn_cache": 0}, policies)
     startup = time.perf_counter() - t0

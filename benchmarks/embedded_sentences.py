@@ -1,13 +1,14 @@
 """When does reading each sentence apart pay? Recall and false alarms, side by side, on held-out rows.
 
-    python benchmarks/embedded_sentences.py --data ../shared/data/train [--n 1500] [--over 0 64] [--out FILE.json]
+    python benchmarks/embedded_sentences.py --data ../shared/data/train [--n 1500] [--over 0 64] [--payloads] [--out FILE.json]
 
 Rebuilds the shipped training mix's validation split (`training.embedded.data.build_mix`, seed 0:
 the rows the head was not trained on; never bench/), samples `--n` labelled rows (seed 1), and
 checks each with the shipped embedded guard and the default model policies, once per
 `sentences_over` value in `--over` (0: every many-sentence turn also has its sentences read
 apart; 64: only turns longer than the 64-token window the head was trained on; -1: never).
-Prints, per turn length (tokens) and direction, recall on unsafe rows and the share of safe rows
+With `--payloads`, each `--over` value runs a second time with `payloads: true` (the content a
+writing request asks for also read apart; its column is the value with a `+p`). Prints, per turn length (tokens) and direction, recall on unsafe rows and the share of safe rows
 flagged, and the wall time of each pass.
 """
 
@@ -32,8 +33,9 @@ from guard.verdict import CheckRequest, Turn  # noqa: E402
 BUCKETS = (("<=64", 0, 64), ("65-126", 65, 126), (">126", 127, 1 << 30))
 
 
-async def flagged(rows, ps: PolicySet, over: int) -> tuple[list[bool], list[int], float]:
-    options = {"sentences": over >= 0, "sentences_over": max(0, over), "turn_cache": 0}
+async def flagged(rows, ps: PolicySet, variant: str) -> tuple[list[bool], list[int], float]:
+    over = int(variant.removesuffix("+p"))
+    options = {"sentences": over >= 0, "sentences_over": max(0, over), "turn_cache": 0, "payloads": variant.endswith("+p")}
     guard = build_guard("embedded", options, ps)
     sem = asyncio.Semaphore(16)
 
@@ -59,16 +61,18 @@ def main() -> None:
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--n", type=int, default=1500)
     ap.add_argument("--over", type=int, nargs="+", default=[0, 64])
+    ap.add_argument("--payloads", action="store_true", help="also run each --over value with payloads read apart")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     rows = [it for it in build_mix(args.data, seed=0).val if it.label in (0, 1)]
     random.Random(1).shuffle(rows)
     rows = rows[: args.n]
     ps = PolicySet.load(ROOT / "policies.yaml")
-    runs = {over: asyncio.run(flagged(rows, ps, over)) for over in args.over}
+    variants = [f"{o}{p}" for o in args.over for p in (("", "+p") if args.payloads else ("",))]
+    runs = {v: asyncio.run(flagged(rows, ps, v)) for v in variants}
     tokens = next(iter(runs.values()))[1]
     report: dict = {"rows": len(rows), "seconds": {o: round(r[2], 1) for o, r in runs.items()}, "cells": []}
-    print(f"{len(rows)} held-out rows; wall time per pass: " + ", ".join(f"over={o}: {r[2]:.0f} s" for o, r in runs.items()))
+    print(f"{len(rows)} held-out rows; wall time per pass: " + ", ".join(f"{o}: {r[2]:.0f} s" for o, r in runs.items()))
     for name, lo, hi in BUCKETS:
         for direction in ("input", "output"):
             idx = [i for i, it in enumerate(rows) if lo <= tokens[i] <= hi and ("output" if it.context else "input") == direction]

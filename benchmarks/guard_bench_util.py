@@ -18,7 +18,9 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def guard_for(policies: PolicySet, weights: str | None):
-    return build_guard("embedded", {"weights": weights} if weights else {}, policies)
+    """The embedded guard with the policy file's own guard options (`--weights` overrides theirs)."""
+    options = dict(policies.settings.guard.options) if policies.settings.guard.backend == "embedded" else {}
+    return build_guard("embedded", {**options, **({"weights": weights} if weights else {})}, policies)
 
 
 async def check_all(guard, rows: list[dict], policies_for, concurrency: int = 16):

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from guard.embedded.payloads import payloads as requested
+
 DIM = 384
 MID_LAYER = 3  # hidden_states index (0 = embeddings); layer 3 of 6
 FEATURE_DIM = 2 * DIM
@@ -154,14 +156,15 @@ class Encoder:
 
     def tokenize(
         self, texts: list[str], max_tokens: int = 128, max_windows: int | None = None, sentences: bool = False,
-        sentences_over: int = 0,
+        sentences_over: int = 0, payloads: bool = False,
     ) -> Encoded:
         """Split each text into windows of `max_tokens` tokens: all of it, or the first `max_windows`.
 
         Windows overlap by an eighth so that a phrase cut at a boundary is still
         seen whole once. Text beyond `max_windows` is dropped and flagged. With
         `sentences`, each sentence of a many-sentence text longer than `sentences_over`
-        tokens is also a window of its own.
+        tokens is also a window of its own. With `payloads`, so is the content each writing
+        request in it asks for (`guard/embedded/payloads.py`).
         """
         body = max_tokens - 2
         stride = max(1, body - body // 8)
@@ -182,6 +185,12 @@ class Encoder:
                 for seg in self.sentences(toks, body):
                     windows.append([cls, *seg, sep])
                     owner.append(i)
+        if payloads and max_windows is None:
+            asked = [(i, p) for i, text in enumerate(texts) for p in requested(text)]
+            pids = self.tokenizer([p for _i, p in asked], add_special_tokens=False, truncation=False)["input_ids"] if asked else []
+            for (i, _p), toks in zip(asked, pids):
+                windows.append([cls, *toks[:body], sep])
+                owner.append(i)
         return Encoded(windows, owner, truncated)
 
     def sentences(self, toks: list[int], body: int) -> list[list[int]]:

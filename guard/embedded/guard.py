@@ -62,6 +62,7 @@ class EmbeddedOptions(BaseModel):
     # the head was trained on) makes a short message ~1.7x faster and flags fewer short safe texts, but lets
     # a harmful request wrapped in a short carrier task through (docs/models/embedded.md "Sentences").
     sentences_over: int = Field(default=0, ge=0)
+    payloads: bool = True  # also read the content a writing request asks for on its own (payloads.py)
 
 
 def clean_text(text: Any) -> str:
@@ -173,7 +174,7 @@ class EmbeddedGuard:
         with torch.inference_mode():
             enc = self.encoder.tokenize(
                 texts, max_tokens=max_tokens, max_windows=max_windows, sentences=kind == "content" and self.options.sentences,
-                sentences_over=self.options.sentences_over,
+                sentences_over=self.options.sentences_over, payloads=kind == "content" and self.options.payloads,
             )
             feats = self.encoder.features(enc)
         per_text: list[list[int]] = [[] for _ in texts]
