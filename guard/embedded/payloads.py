@@ -8,9 +8,11 @@ asks for scores below threshold (S10 0.49), while the same content said outright
 explain/describe/tell/give/create ... about/on/that/why/how/saying/arguing ...") also has that
 content read apart, the same way `Encoder.sentences` reads the sentences of a long turn apart.
 
-Bounded by construction: only sentence starts are tried, the frame is at most 60 characters,
-and one linear scan of the sentence takes the payload (no nested quantifiers), so no text makes
-it slow. Runs on the guard's worker thread, with the tokenizer, never on the event loop.
+Bounded by construction: only sentence starts are tried, at most four lead-in words ("please",
+"can you") and a frame of at most 60 characters, and one linear scan of the sentence takes the
+payload, so no text makes it slow (the worst inputs tried, 128 KB of repeated lead-ins or
+sentence starts, took under 15 ms). Runs on the guard's worker thread, with the tokenizer,
+never on the event loop.
 """
 
 from __future__ import annotations
