@@ -259,6 +259,31 @@ def augment_outputs(items: list[Item], seed: int, share: float = 0.5) -> list[It
     return out
 
 
+# replies unsafe only because of what was asked (agreeing with a toxic turn, "eat it." after a
+# question about a mushroom): their harm is in the pair, so they keep their own user turn
+CONTEXT_DEPENDENT = {"diasafety_train.jsonl", "safetext.jsonl", "convabuse_train.jsonl"}
+
+
+def swap_contexts(items: list[Item], seed: int, share: float = 0.5) -> list[Item]:
+    """Unsafe replies again, after a benign user turn: a harmful reply is harmful whatever was asked.
+
+    In the data every unsafe reply follows a harmful user turn (and `augment_outputs` pairs them
+    the same way), so the head could learn "a reply is unsafe when its user turn is": with the
+    user turn "Hi" an assault plan scored S1 0.00. A `share` of the unsafe replies whose harm is
+    their own (not `CONTEXT_DEPENDENT`) also appear after a benign user turn drawn with the seed
+    from the benign prompts; labels are unchanged.
+    """
+    rng = random.Random(seed + 2)
+    benign = sorted({it.text for it in items if not it.context and it.label == 0 and len(it.text) < 400
+                     and not it.source.startswith("synth")})
+    if not benign:
+        return []
+    return [Item(it.text, it.label, it.source + "+benign_turn", rng.choice(benign), it.categories, groups=it.groups, maybe=it.maybe)
+            for it in items
+            if it.context and it.label == 1 and not it.attack and it.source.split("+")[0] not in CONTEXT_DEPENDENT
+            and rng.random() < share]
+
+
 def policy_pool(defaults: PolicySet, items: list[Item] | None = None, seed: int = 0) -> list[PolicyText]:
     """Every policy wording the model trains on (see `training/embedded/policies.py`)."""
     pool: list[PolicyText] = []

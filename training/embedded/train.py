@@ -42,7 +42,8 @@ from tqdm import tqdm
 from guard.embedded.encoder import DIM, FEATURE_DIM, Encoder
 from guard.embedded.head import HeadMeta, PolicyHead, save
 from guard.policies import Direction, PolicySet
-from training.embedded.data import CAT_FAR, FAR, NEAR, NO_ATTACK_SOURCES, Item, augment_outputs, build_mix, policy_pool
+from training.embedded.data import (CAT_FAR, FAR, NEAR, NO_ATTACK_SOURCES, Item, augment_outputs, build_mix, policy_pool,
+                                   swap_contexts)
 from training.embedded.model import PrefixCache, TopLayers, save_overlay
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -221,6 +222,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--alpaca", type=int, default=2000)
     ap.add_argument("--hh-pairs", type=int, default=0)
     ap.add_argument("--augment", type=float, default=0.25, help="share of prompt items also used as replies")
+    ap.add_argument("--swap-context", type=float, default=0.0,
+                    help="share of unsafe replies also used after a benign user turn (data.swap_contexts; 0: off)")
     ap.add_argument("--synth-repeat", type=int, default=2, help="extra copies of the synthetic rows")
     ap.add_argument("--dropout", type=float, default=0.2)
     ap.add_argument("--target-fpr", type=float, default=0.025)
@@ -247,6 +250,8 @@ def main(argv: list[str] | None = None) -> dict:
     mix.train = [it for it in mix.train if it.label >= 0]
     if args.augment > 0:
         mix.train += augment_outputs(mix.train, args.seed, args.augment)
+    if args.swap_context > 0:
+        mix.train += swap_contexts(mix.train, args.seed, args.swap_context)
     mix.train += [it for it in mix.train if it.source.startswith("synth")] * args.synth_repeat  # small sets, seen more often
     pool = policy_pool(defaults, mix.train, args.seed)
     s_ids = [p.id for p in defaults.policies if p.engine == "model" and p.id != "PROMPT_ATTACK"]
